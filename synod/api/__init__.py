@@ -1,0 +1,1 @@
+"""Protocol buffer definitions wire-compatible with etcd v3.5."""

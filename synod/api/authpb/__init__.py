@@ -1,0 +1,1 @@
+"""authpb: users, roles and permissions."""

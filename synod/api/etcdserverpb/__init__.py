@@ -1,0 +1,1 @@
+"""etcdserverpb: client-facing gRPC API and raft request payloads."""

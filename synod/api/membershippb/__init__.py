@@ -1,0 +1,1 @@
+"""membershippb: cluster membership messages carried through raft."""

@@ -1,0 +1,1 @@
+"""mvccpb: stored key-value and watch event messages."""

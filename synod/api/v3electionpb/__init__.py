@@ -1,0 +1,1 @@
+"""v3electionpb: leader election service."""

@@ -1,0 +1,1 @@
+"""v3lockpb: distributed lock service."""

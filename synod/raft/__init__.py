@@ -1,0 +1,1 @@
+"""Consensus: the node that orders proposals into a durable, committed log."""

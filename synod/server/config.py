@@ -1,0 +1,71 @@
+"""A member's configuration: etcd's flags, with etcd's defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+DEFAULT_MAX_REQUEST_BYTES = 1536 * 1024  # 1.5 MiB, as etcd
+DEFAULT_MAX_TXN_OPS = 128
+GRPC_OVERHEAD_BYTES = 512 * 1024  # gRPC accepts this much more than max-request-bytes, as etcd
+
+
+def _split(urls: str) -> list[str]:
+    return [u.strip() for u in urls.split(",") if u.strip()]
+
+
+@dataclass(slots=True)
+class ServerConfig:
+    name: str = "default"
+    data_dir: str = ""  # default: "<name>.synod"
+    listen_client_urls: list[str] = field(default_factory=lambda: ["http://127.0.0.1:2379"])
+    advertise_client_urls: list[str] = field(default_factory=lambda: ["http://127.0.0.1:2379"])
+    initial_advertise_peer_urls: list[str] = field(default_factory=lambda: ["http://localhost:2380"])
+    initial_cluster_token: str = "etcd-cluster"
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    max_txn_ops: int = DEFAULT_MAX_TXN_OPS
+    log_level: str = "info"
+    # How often applied state is committed (fsynced) to the backend, and after how many writes at most.
+    backend_batch_interval: float = 0.1
+    backend_batch_limit: int = 10_000
+    # gRPC front-end processes serving the client URLs besides the member's own (0: serve in-process only).
+    grpc_workers: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.data_dir:
+            self.data_dir = f"{self.name}.synod"
+
+    @property
+    def member_dir(self) -> str:
+        return os.path.join(self.data_dir, "member")
+
+    @property
+    def wal_dir(self) -> str:
+        return os.path.join(self.member_dir, "wal")
+
+    @property
+    def backend_dir(self) -> str:
+        return os.path.join(self.member_dir, "snap")
+
+    def client_addresses(self) -> list[str]:
+        """host:port of each client URL, for binding."""
+        return [url_to_address(u) for u in self.listen_client_urls]
+
+    @staticmethod
+    def split_urls(urls: str) -> list[str]:
+        return _split(urls)
+
+
+def url_to_address(url: str) -> str:
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"unsupported URL scheme in {url!r}")
+    if parts.scheme == "https":
+        raise ValueError(f"TLS is not supported yet: {url!r}")
+    if parts.hostname is None or parts.port is None:
+        raise ValueError(f"URL {url!r} needs a host and a port")
+    host = parts.hostname
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{parts.port}"

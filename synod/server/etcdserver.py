@@ -1,0 +1,276 @@
+"""EtcdServer: turns requests into log entries and applies what is committed.
+
+Write path: a request becomes an ``InternalRaftRequest`` with a fresh ID; the
+caller parks on that ID (``Wait``) and the entry is proposed to the node. The
+node makes it durable (and, with Raft, replicated) and hands it back
+committed; ``_apply`` runs it against the store and completes the caller.
+Reads do not go through the log: a linearizable read waits until everything
+committed before it arrived is applied; a serializable read reads at once.
+
+Crash safety: the backend stores the index of the last applied entry (the
+consistent index) in the same transaction as its effects, so at start the
+entries the WAL holds beyond it are applied again, exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import struct
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from synod import rpctypes
+from synod.api.etcdserverpb import rpc_pb2 as pb
+from synod.api.etcdserverpb.raft_internal_pb2 import InternalRaftRequest
+from synod.backend import meta
+from synod.backend.backend import Backend
+from synod.mvcc.store import ErrCompacted, ErrFutureRev, KVStore
+from synod.raft.single import SingleNode
+from synod.rpctypes import RPCError
+from synod.server import ids
+from synod.server.apply import Applier, is_txn_readonly, is_txn_serializable
+from synod.server.config import ServerConfig
+from synod.server.wait import AppliedWait, Wait
+from synod.wal.wal import WAL, Entry, HardState, WALCorrupt
+
+log = logging.getLogger("synod.server")
+
+_IDENTITY = struct.Struct(">QQ")  # WAL metadata: member ID, cluster ID
+
+
+class DataDirError(Exception):
+    """The data directory can't be used (corrupt WAL, missing files); the member must not start."""
+
+
+@contextlib.contextmanager
+def mvcc_errors() -> Iterator[None]:
+    """Answer mvcc's errors as etcd does on the wire."""
+    try:
+        yield
+    except ErrCompacted:
+        raise RPCError(rpctypes.COMPACTED) from None
+    except ErrFutureRev:
+        raise RPCError(rpctypes.FUTURE_REV) from None
+
+
+class EtcdServer:
+    def __init__(self, cfg: ServerConfig, *, now: Callable[[], float] = time.time) -> None:
+        self.cfg = cfg
+        self._now = now
+        self._wait = Wait()
+        self._applied = AppliedWait()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._compactions: asyncio.Queue[tuple[Iterator[None], asyncio.Future[None]]] = asyncio.Queue()
+        self._stopped = True
+        self.member_id = 0
+        self.cluster_id = 0
+
+    # -- lifecycle --------------------------------------------------------------
+
+    async def start(self) -> None:
+        cfg = self.cfg
+        os.makedirs(cfg.member_dir, exist_ok=True)
+        has_wal = WAL.exists(cfg.wal_dir)
+        self.backend = Backend(cfg.backend_dir)
+        self._consistent_index = meta.get_int(self.backend, meta.CONSISTENT_INDEX) or 0
+        if not has_wal and self._consistent_index:
+            raise DataDirError(f"{cfg.wal_dir}: the WAL is missing but the backend holds applied entries")
+        try:
+            if has_wal:
+                self._wal, read = WAL.open(cfg.wal_dir)
+                self.member_id, self.cluster_id = _IDENTITY.unpack(read.metadata)
+                if read.repaired_bytes:
+                    log.warning("wal: cut off a torn tail of %d bytes", read.repaired_bytes)
+            else:
+                self.member_id = ids.member_id(cfg.initial_advertise_peer_urls, cfg.initial_cluster_token)
+                self.cluster_id = ids.cluster_id([self.member_id])
+                self._wal = WAL.create(cfg.wal_dir, _IDENTITY.pack(self.member_id, self.cluster_id))
+                read = None
+        except WALCorrupt as e:
+            self.backend.close()
+            raise DataDirError(str(e)) from e
+        self._ids = ids.IDGenerator(self.member_id, int(self._now() * 1000))
+        self.store = KVStore(self.backend)
+        self.applier = Applier(self.store)
+        if read is not None:
+            if read.snapshot_index > self._consistent_index:
+                raise DataDirError(
+                    f"{cfg.wal_dir}: the WAL starts after entry {read.snapshot_index} "
+                    f"but the backend has only applied up to {self._consistent_index}"
+                )
+            replay = [e for e in read.entries if e.index > self._consistent_index]
+            if replay:
+                log.info("replaying %d WAL entries after index %d", len(replay), self._consistent_index)
+                self._apply(replay)
+        self._applied.advance(self._consistent_index)
+        pending = self.store.take_pending_compaction()
+        if pending is not None:
+            self._compactions.put_nowait((pending, asyncio.get_running_loop().create_future()))
+        self.node = SingleNode(self._wal, read.hard_state if read else HardState(term=1), self.member_id)
+        self._stopped = False
+        self._tasks = [
+            asyncio.create_task(self.node.run(self._apply), name="raft-node"),
+            asyncio.create_task(self._backend_commit_loop(), name="backend-commit"),
+            asyncio.create_task(self._compaction_loop(), name="compaction"),
+        ]
+        log.info(
+            "member %016x of cluster %016x started at revision %d (data dir %s)",
+            self.member_id,
+            self.cluster_id,
+            self.store.current_rev,
+            cfg.data_dir,
+        )
+
+    async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        await self.node.stop()
+        node_task, *others = self._tasks
+        await node_task
+        for t in others:
+            t.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+        self._wait.fail_all(RPCError(rpctypes.STOPPED))
+        self.backend.close()
+        self._wal.close()
+        log.info("member %016x stopped", self.member_id)
+
+    async def wait_stopped(self) -> None:
+        """Return when the node stops (it raises if the log failed)."""
+        await self._tasks[0]
+
+    # -- state ------------------------------------------------------------------
+
+    @property
+    def term(self) -> int:
+        return self.node.term
+
+    @property
+    def revision(self) -> int:
+        return self.store.current_rev
+
+    @property
+    def applied_index(self) -> int:
+        return self._applied.applied
+
+    # -- requests ---------------------------------------------------------------
+
+    async def range(self, r: pb.RangeRequest) -> pb.RangeResponse:
+        if not r.serializable:
+            await self._linearizable_read()
+        with mvcc_errors():
+            return self.applier.range(r)
+
+    async def put(self, r: pb.PutRequest) -> pb.PutResponse:
+        resp: pb.PutResponse = await self._propose(InternalRaftRequest(put=r))
+        return resp
+
+    async def delete_range(self, r: pb.DeleteRangeRequest) -> pb.DeleteRangeResponse:
+        resp: pb.DeleteRangeResponse = await self._propose(InternalRaftRequest(delete_range=r))
+        return resp
+
+    async def txn(self, r: pb.TxnRequest) -> pb.TxnResponse:
+        if is_txn_readonly(r):
+            if not is_txn_serializable(r):
+                await self._linearizable_read()
+            with mvcc_errors():
+                return self.applier.txn(r)
+        resp: pb.TxnResponse = await self._propose(InternalRaftRequest(txn=r))
+        return resp
+
+    async def compact(self, r: pb.CompactionRequest) -> pb.CompactionResponse:
+        resp, done = await self._propose(InternalRaftRequest(compaction=r))
+        if r.physical:
+            await done
+            self._commit_backend()  # so that a finished compaction does not resume after a crash
+        resp.header.revision = self.store.current_rev
+        return resp  # type: ignore[no-any-return]
+
+    async def _linearizable_read(self) -> None:
+        if self._stopped:
+            raise RPCError(rpctypes.STOPPED)
+        await self._applied.wait(await self.node.read_index())
+
+    async def _propose(self, irr: InternalRaftRequest) -> Any:
+        if self._stopped:
+            raise RPCError(rpctypes.STOPPED)
+        request_id = self._ids.next()
+        irr.header.ID = request_id
+        data = irr.SerializeToString()
+        if len(data) > self.cfg.max_request_bytes:
+            raise RPCError(rpctypes.REQUEST_TOO_LARGE)
+        fut = self._wait.register(request_id)
+        self.node.propose(data)
+        try:
+            return await fut
+        finally:
+            self._wait.cancel(request_id)
+
+    # -- apply ------------------------------------------------------------------
+
+    def _apply(self, entries: list[Entry]) -> None:
+        """Apply committed entries in order; completes the callers waiting for them."""
+        for e in entries:
+            if e.index <= self._consistent_index or not e.data:
+                continue
+            irr = InternalRaftRequest.FromString(e.data)
+            self._wait.trigger(irr.header.ID, self._apply_request(irr))
+        last = entries[-1].index
+        if last > self._consistent_index:
+            self._consistent_index = last
+            meta.put_int(self.backend, meta.CONSISTENT_INDEX, last)
+        self._applied.advance(self._consistent_index)
+        if self.backend.pending >= self.cfg.backend_batch_limit:
+            self._commit_backend()
+
+    def _apply_request(self, irr: InternalRaftRequest) -> Any:
+        """The result for the waiting caller: a response, or the RPCError to answer."""
+        try:
+            with mvcc_errors():
+                if irr.HasField("put"):
+                    return self.applier.put(irr.put)
+                if irr.HasField("delete_range"):
+                    return self.applier.delete_range(irr.delete_range)
+                if irr.HasField("txn"):
+                    return self.applier.txn(irr.txn)
+                if irr.HasField("compaction"):
+                    return self._apply_compaction(irr.compaction)
+        except RPCError as e:
+            return e
+        log.warning("ignoring an entry with no request this member knows (ID %x)", irr.header.ID)
+        return RPCError(rpctypes.NOT_CAPABLE)
+
+    def _apply_compaction(
+        self, r: pb.CompactionRequest
+    ) -> tuple[pb.CompactionResponse, asyncio.Future[None]]:
+        job = self.store.compact(r.revision)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._compactions.put_nowait((job, done))
+        return pb.CompactionResponse(), done
+
+    # -- background work --------------------------------------------------------
+
+    def _commit_backend(self) -> None:
+        self.backend.commit()
+        # Entries up to the consistent index are now durable in the backend too.
+        self._wal.release_to(self._consistent_index)
+
+    async def _backend_commit_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.backend_batch_interval)
+            if self.backend.pending:
+                self._commit_backend()
+
+    async def _compaction_loop(self) -> None:
+        """Delete compacted revisions from the backend, one batch per loop turn, in order."""
+        while True:
+            job, done = await self._compactions.get()
+            for _ in job:
+                await asyncio.sleep(0)
+            if not done.done():
+                done.set_result(None)

@@ -1,0 +1,152 @@
+"""``synod``: start a member. Flags are named, and default, as etcd's.
+
+With no flags, synod serves a single-member cluster on 127.0.0.1:2379 with its
+data in ./default.synod. SIGTERM or SIGINT stops it cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+import click
+import uvloop
+
+from synod import __version__
+from synod.server.api.grpc_server import build_server
+from synod.server.config import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TXN_OPS, ServerConfig
+from synod.server.etcdserver import DataDirError, EtcdServer
+
+log = logging.getLogger("synod")
+
+_LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "panic": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+}
+
+
+async def serve(cfg: ServerConfig) -> None:
+    etcd = EtcdServer(cfg)
+    await etcd.start()
+    grpc_server = build_server(etcd, cfg.client_addresses())
+    try:
+        await grpc_server.start()
+    except RuntimeError:
+        await etcd.stop()
+        raise
+    log.info("serving client requests on %s", ", ".join(cfg.listen_client_urls))
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    stopped = asyncio.ensure_future(stop.wait())
+    node_done = asyncio.ensure_future(etcd.wait_stopped())
+    await asyncio.wait([stopped, node_done], return_when=asyncio.FIRST_COMPLETED)
+    log.info("shutting down")
+    await grpc_server.stop(grace=1.0)
+    await etcd.stop()
+    if node_done.done() and node_done.exception() is not None:
+        raise node_done.exception()  # type: ignore[misc]
+    stopped.cancel()
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--name", default="default", show_default=True, help="Human-readable name for this member.")
+@click.option("--data-dir", default="", help="Path to the data directory.  [default: ${name}.synod]")
+@click.option(
+    "--listen-client-urls",
+    default="http://127.0.0.1:2379",
+    show_default=True,
+    help="List of URLs to listen on for client traffic.",
+)
+@click.option(
+    "--advertise-client-urls",
+    default="http://127.0.0.1:2379",
+    show_default=True,
+    help="List of this member's client URLs to advertise to the public.",
+)
+@click.option(
+    "--initial-advertise-peer-urls",
+    default="http://localhost:2380",
+    show_default=True,
+    help="List of this member's peer URLs to advertise to the rest of the cluster.",
+)
+@click.option(
+    "--initial-cluster-token",
+    default="etcd-cluster",
+    show_default=True,
+    help="Initial cluster token for the cluster during bootstrap.",
+)
+@click.option(
+    "--max-request-bytes",
+    default=DEFAULT_MAX_REQUEST_BYTES,
+    show_default=True,
+    type=int,
+    help="Maximum client request size in bytes the server will accept.",
+)
+@click.option(
+    "--max-txn-ops",
+    default=DEFAULT_MAX_TXN_OPS,
+    show_default=True,
+    type=int,
+    help="Maximum number of operations permitted in a transaction.",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(list(_LOG_LEVELS)),
+    help="Configures log level.",
+)
+@click.version_option(__version__, "--version", prog_name="synod", message="synod Version: %(version)s")
+def main(
+    name: str,
+    data_dir: str,
+    listen_client_urls: str,
+    advertise_client_urls: str,
+    initial_advertise_peer_urls: str,
+    initial_cluster_token: str,
+    max_request_bytes: int,
+    max_txn_ops: int,
+    log_level: str,
+) -> None:
+    """synod: an etcd-compatible, strongly consistent key-value store."""
+    logging.basicConfig(
+        level=_LOG_LEVELS[log_level],
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        cfg = ServerConfig(
+            name=name,
+            data_dir=data_dir,
+            listen_client_urls=ServerConfig.split_urls(listen_client_urls),
+            advertise_client_urls=ServerConfig.split_urls(advertise_client_urls),
+            initial_advertise_peer_urls=ServerConfig.split_urls(initial_advertise_peer_urls),
+            initial_cluster_token=initial_cluster_token,
+            max_request_bytes=max_request_bytes,
+            max_txn_ops=max_txn_ops,
+            log_level=log_level,
+        )
+        cfg.client_addresses()
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from e
+    try:
+        uvloop.run(serve(cfg))
+    except DataDirError as e:
+        log.critical("cannot start: %s", e)
+        sys.exit(1)
+    except RuntimeError as e:
+        log.critical("cannot serve: %s", e)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
