@@ -1,0 +1,151 @@
+"""Real server processes for tests: synod members and real etcd 3.4 members on 127.0.0.1.
+
+Both are started with the same peer URL and cluster token, so they derive the
+same member and cluster IDs: their answers can be compared byte for byte.
+A real etcd is never optional: if the binary is missing the test fails (CI
+installs Debian's etcd-server and etcd-client through ``./dev test``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from synod.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+
+CLUSTER_TOKEN = "synod-test"
+START_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.02):
+    """Poll ``predicate`` until it returns a truthy value or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def _answers(endpoint: str) -> bool:
+    """Whether a KV Range gets an answer (any gRPC status but UNAVAILABLE) from the endpoint."""
+    with grpc.insecure_channel(endpoint) as ch:
+        try:
+            rpc_pb2_grpc.KVStub(ch).Range(rpc_pb2.RangeRequest(key=b"\0health", serializable=True), timeout=1)
+        except grpc.RpcError as e:
+            return e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+        return True
+
+
+@dataclass
+class ServerProcess:
+    """One member process; ``start()`` returns once it answers requests."""
+
+    kind: str  # "synod" or "etcd"
+    data_dir: Path
+    client_port: int = field(default_factory=free_port)
+    peer_port: int = field(default_factory=free_port)
+    extra_args: list[str] = field(default_factory=list)
+    log_path: Path | None = None
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.client_port}"
+
+    @property
+    def client_url(self) -> str:
+        return f"http://{self.endpoint}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"http://127.0.0.1:{self.peer_port}"
+
+    def command(self) -> list[str]:
+        common = [
+            "--name", "m1",
+            "--data-dir", str(self.data_dir),
+            "--listen-client-urls", self.client_url,
+            "--advertise-client-urls", self.client_url,
+            "--initial-advertise-peer-urls", self.peer_url,
+            "--initial-cluster-token", CLUSTER_TOKEN,
+        ]  # fmt: skip
+        if self.kind == "synod":
+            return [sys.executable, "-m", "synod.server.main", *common, *self.extra_args]
+        etcd = shutil.which("etcd")
+        if etcd is None:
+            raise RuntimeError("etcd is not installed: run ./dev test, which installs Debian's etcd-server")
+        return [
+            etcd, *common,
+            "--listen-peer-urls", self.peer_url,
+            "--initial-cluster", f"m1={self.peer_url}",
+            "--log-level", "error",
+            *self.extra_args,
+        ]  # fmt: skip
+
+    def start(self, timeout: float = START_TIMEOUT) -> ServerProcess:
+        if self.log_path is None:
+            self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
+        env = dict(os.environ, ETCD_UNSUPPORTED_ARCH=os.environ.get("ETCD_UNSUPPORTED_ARCH", ""))
+        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env)
+        log.close()
+        try:
+            wait_until(lambda: self._exited() or _answers(self.endpoint), timeout, f"{self.kind} to serve")
+        except TimeoutError:
+            self.kill()
+            raise
+        if self._exited():
+            raise RuntimeError(f"{self.kind} exited with {self.proc.returncode}:\n{self.log_text()}")
+        return self
+
+    def _exited(self) -> bool:
+        return self.proc is not None and self.proc.poll() is not None
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM, then wait; returns the exit code."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL: the crash case."""
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def restart(self) -> ServerProcess:
+        self.stop()
+        return self.start()
