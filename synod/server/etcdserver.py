@@ -102,6 +102,12 @@ class EtcdServer:
                     f"{cfg.wal_dir}: the WAL starts after entry {read.snapshot_index} "
                     f"but the backend has only applied up to {self._consistent_index}"
                 )
+            if self._wal.last_index < self._consistent_index:
+                # Entries are applied only once durable, so the WAL lost entries it had synced.
+                raise DataDirError(
+                    f"{cfg.wal_dir}: the WAL ends at entry {self._wal.last_index} "
+                    f"but the backend has applied entry {self._consistent_index}"
+                )
             replay = [e for e in read.entries if e.index > self._consistent_index]
             if replay:
                 log.info("replaying %d WAL entries after index %d", len(replay), self._consistent_index)
