@@ -29,8 +29,8 @@ class ServerConfig:
     # How often applied state is committed (fsynced) to the backend, and after how many writes at most.
     backend_batch_interval: float = 0.1
     backend_batch_limit: int = 10_000
-    # gRPC front-end processes serving the client URLs besides the member's own (0: serve in-process only).
-    grpc_workers: int = 0
+    # gRPC front-end processes sharing the client URLs with the member (0: the member serves alone).
+    frontend_procs: int = 0
 
     def __post_init__(self) -> None:
         if not self.data_dir:

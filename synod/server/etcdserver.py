@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import struct
@@ -57,6 +58,17 @@ def mvcc_errors() -> Iterator[None]:
         raise RPCError(rpctypes.FUTURE_REV) from None
 
 
+def _lock_data_dir(path: str) -> int:
+    """Hold an exclusive lock on the data directory for the life of the process."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DataDirError(f"{path}: the data directory is in use by another member") from None
+    return fd
+
+
 class EtcdServer:
     def __init__(self, cfg: ServerConfig, *, now: Callable[[], float] = time.time) -> None:
         self.cfg = cfg
@@ -74,6 +86,7 @@ class EtcdServer:
     async def start(self) -> None:
         cfg = self.cfg
         os.makedirs(cfg.member_dir, exist_ok=True)
+        self._lock_fd = _lock_data_dir(os.path.join(cfg.member_dir, "lock"))
         has_wal = WAL.exists(cfg.wal_dir)
         self.backend = Backend(cfg.backend_dir)
         self._consistent_index = meta.get_int(self.backend, meta.CONSISTENT_INDEX) or 0
@@ -144,6 +157,7 @@ class EtcdServer:
         self._wait.fail_all(RPCError(rpctypes.STOPPED))
         self.backend.close()
         self._wal.close()
+        os.close(self._lock_fd)
         log.info("member %016x stopped", self.member_id)
 
     async def wait_stopped(self) -> None:

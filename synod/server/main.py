@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import socket
 import sys
 
 import click
 import uvloop
 
 from synod import __version__
-from synod.server.api.grpc_server import build_server
+from synod.server.api.grpc_server import build_dispatcher, build_server, dispatcher_handlers
 from synod.server.config import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TXN_OPS, ServerConfig
 from synod.server.etcdserver import DataDirError, EtcdServer
+from synod.server.frontend import FrontEnds
 
 log = logging.getLogger("synod")
 
@@ -31,16 +34,51 @@ _LOG_LEVELS = {
 }
 
 
+def ensure_free(address: str) -> None:
+    """Fail if something already listens on ``address``.
+
+    The member's gRPC sockets use SO_REUSEPORT when it has front ends, which
+    would silently share the port with another server; a plain bind first
+    makes a second server on the same address an error instead.
+    """
+    host, _, port = address.rpartition(":")
+    for family, kind, proto, _, sockaddr in socket.getaddrinfo(
+        host.strip("[]"), int(port), type=socket.SOCK_STREAM
+    ):
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(sockaddr)
+            except OSError as e:
+                raise RuntimeError(f"cannot listen on {address}: {e.strerror}") from e
+
+
 async def serve(cfg: ServerConfig) -> None:
+    addresses = cfg.client_addresses()
+    for address in addresses:
+        ensure_free(address)
     etcd = EtcdServer(cfg)
     await etcd.start()
-    grpc_server = build_server(etcd, cfg.client_addresses())
+    dispatcher = build_dispatcher(etcd)
+    frontends = FrontEnds(cfg.frontend_procs, addresses, cfg.max_request_bytes)
+    grpc_server = build_server(
+        dispatcher_handlers(dispatcher),
+        addresses,
+        max_request_bytes=cfg.max_request_bytes,
+        reuse_port=cfg.frontend_procs > 0,
+    )
     try:
+        await frontends.start(dispatcher)
         await grpc_server.start()
     except RuntimeError:
+        await frontends.stop()
         await etcd.stop()
         raise
-    log.info("serving client requests on %s", ", ".join(cfg.listen_client_urls))
+    log.info(
+        "serving client requests on %s (%d front-end processes)",
+        ", ".join(cfg.listen_client_urls),
+        cfg.frontend_procs,
+    )
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -50,6 +88,7 @@ async def serve(cfg: ServerConfig) -> None:
     node_done = asyncio.ensure_future(etcd.wait_stopped())
     await asyncio.wait([stopped, node_done], return_when=asyncio.FIRST_COMPLETED)
     log.info("shutting down")
+    await frontends.stop()
     await grpc_server.stop(grace=1.0)
     await etcd.stop()
     if node_done.done() and node_done.exception() is not None:
@@ -105,6 +144,13 @@ async def serve(cfg: ServerConfig) -> None:
     type=click.Choice(list(_LOG_LEVELS)),
     help="Configures log level.",
 )
+@click.option(
+    "--frontend-procs",
+    default=-1,
+    type=int,
+    help="gRPC front-end processes sharing the client port with the member (synod only; "
+    "-1: one per CPU beyond the first, 0: serve in the member process alone).  [default: -1]",
+)
 @click.version_option(__version__, "--version", prog_name="synod", message="synod Version: %(version)s")
 def main(
     name: str,
@@ -116,6 +162,7 @@ def main(
     max_request_bytes: int,
     max_txn_ops: int,
     log_level: str,
+    frontend_procs: int,
 ) -> None:
     """synod: an etcd-compatible, strongly consistent key-value store."""
     logging.basicConfig(
@@ -134,6 +181,7 @@ def main(
             max_request_bytes=max_request_bytes,
             max_txn_ops=max_txn_ops,
             log_level=log_level,
+            frontend_procs=frontend_procs if frontend_procs >= 0 else max(0, (os.cpu_count() or 1) - 1),
         )
         cfg.client_addresses()
     except ValueError as e:

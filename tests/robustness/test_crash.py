@@ -131,7 +131,7 @@ def test_torn_wal_tail_starts_clean(tmp_path):
     server.start()
     try:
         assert _check(server.endpoint, writers.acked) == len(writers.acked)
-        assert "cut off a torn tail of %d bytes" % (len(torn) // 2) in server.log_text()
+        assert f"cut off a torn tail of {len(torn) // 2} bytes" in server.log_text()
         assert torn[: len(torn) // 2] not in path.read_bytes()
     finally:
         server.kill()

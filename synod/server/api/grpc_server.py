@@ -1,30 +1,44 @@
-"""The client-facing gRPC server: every etcd service registered from the start.
+"""The client-facing gRPC server: every etcd service and method registered from the start.
 
-Services not built yet are registered with the generated base servicers, so
-their RPCs answer ``UNIMPLEMENTED`` instead of "unknown service".
+What serves a method is pluggable: in the member process it is the
+``Dispatcher`` (messages in and out); in a front-end process it is the relay to
+the member (raw bytes in and out, parsed only by the member). Methods with no
+handler answer ``UNIMPLEMENTED``.
 """
 
 from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import grpc
 from grpc_health.v1 import _async as health_async
 from grpc_health.v1 import health_pb2_grpc
 
-from synod.api.etcdserverpb import rpc_pb2_grpc
-from synod.api.v3electionpb import v3election_pb2_grpc
-from synod.api.v3lockpb import v3lock_pb2_grpc
+from synod.rpctypes import RPCError
 from synod.server.api.header import Header
 from synod.server.api.kv import KVService
+from synod.server.api.methods import METHODS, Dispatcher, Method, not_implemented
 from synod.server.config import GRPC_OVERHEAD_BYTES
 from synod.server.etcdserver import EtcdServer
+
+HandlerFactory = Callable[[Method], "grpc.RpcMethodHandler[Any, Any]"]
+
+
+def build_dispatcher(etcd: EtcdServer) -> Dispatcher:
+    header = Header(etcd)
+    handlers = {}
+    handlers.update(KVService(etcd, header).handlers())
+    return Dispatcher(handlers)
 
 
 def server_options(max_request_bytes: int, *, reuse_port: bool) -> list[tuple[str, int]]:
     return [
         ("grpc.max_receive_message_length", max_request_bytes + GRPC_OVERHEAD_BYTES),
         ("grpc.max_send_message_length", 2**31 - 1),
-        # Only front-end worker processes share a port; otherwise a second member
-        # on the same address must fail to bind rather than split the traffic.
+        # Front-end processes of one member share its port; otherwise a second
+        # server on the same address must fail to bind rather than split the traffic.
         ("grpc.so_reuseport", 1 if reuse_port else 0),
         # etcd lets clients ping every 5 s; etcdctl's keepalive is 2 s, so be lenient.
         ("grpc.keepalive_permit_without_calls", 1),
@@ -33,19 +47,59 @@ def server_options(max_request_bytes: int, *, reuse_port: bool) -> list[tuple[st
     ]
 
 
-def build_server(etcd: EtcdServer, addresses: list[str], *, reuse_port: bool = False) -> grpc.aio.Server:
-    server = grpc.aio.server(options=server_options(etcd.cfg.max_request_bytes, reuse_port=reuse_port))
-    header = Header(etcd)
-    rpc_pb2_grpc.add_KVServicer_to_server(KVService(etcd, header), server)
-    rpc_pb2_grpc.add_WatchServicer_to_server(rpc_pb2_grpc.WatchServicer(), server)
-    rpc_pb2_grpc.add_LeaseServicer_to_server(rpc_pb2_grpc.LeaseServicer(), server)
-    rpc_pb2_grpc.add_ClusterServicer_to_server(rpc_pb2_grpc.ClusterServicer(), server)
-    rpc_pb2_grpc.add_MaintenanceServicer_to_server(rpc_pb2_grpc.MaintenanceServicer(), server)
-    rpc_pb2_grpc.add_AuthServicer_to_server(rpc_pb2_grpc.AuthServicer(), server)
-    v3lock_pb2_grpc.add_LockServicer_to_server(v3lock_pb2_grpc.LockServicer(), server)
-    v3election_pb2_grpc.add_ElectionServicer_to_server(v3election_pb2_grpc.ElectionServicer(), server)
-    health = health_async.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+def unimplemented_handler(method: Method) -> grpc.RpcMethodHandler[Any, Any]:
+    error = not_implemented(method)
+
+    async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        await context.abort(error.code, error.message)
+
+    async def streaming(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        await context.abort(error.code, error.message)
+        yield  # pragma: no cover - makes this an async generator
+
+    if method.unary:
+        return grpc.unary_unary_rpc_method_handler(unary)
+    if not method.client_streaming:
+        return grpc.unary_stream_rpc_method_handler(streaming)
+    if not method.server_streaming:
+        return grpc.stream_unary_rpc_method_handler(unary)
+    return grpc.stream_stream_rpc_method_handler(streaming)
+
+
+def dispatcher_handlers(dispatcher: Dispatcher) -> HandlerFactory:
+    """Serve methods in this process: parse, call the handler, serialize."""
+
+    def factory(method: Method) -> grpc.RpcMethodHandler[Any, Any]:
+        handler = dispatcher.handler(method)
+        if handler is None or not method.unary:
+            return unimplemented_handler(method)
+
+        async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            try:
+                return await handler(request)
+            except RPCError as e:
+                await context.abort(e.code, e.message)
+
+        return grpc.unary_unary_rpc_method_handler(
+            unary,
+            request_deserializer=method.request.FromString,
+            response_serializer=method.response.SerializeToString,
+        )
+
+    return factory
+
+
+def build_server(
+    handlers: HandlerFactory, addresses: list[str], *, max_request_bytes: int, reuse_port: bool = False
+) -> grpc.aio.Server:
+    server = grpc.aio.server(options=server_options(max_request_bytes, reuse_port=reuse_port))
+    by_service: dict[str, dict[str, grpc.RpcMethodHandler[Any, Any]]] = defaultdict(dict)
+    for method in METHODS:
+        by_service[method.service][method.name] = handlers(method)
+    server.add_generic_rpc_handlers(
+        [grpc.method_handlers_generic_handler(service, methods) for service, methods in by_service.items()]
+    )
+    health_pb2_grpc.add_HealthServicer_to_server(health_async.HealthServicer(), server)
     for address in addresses:
         server.add_insecure_port(address)
     return server

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
-
-import grpc
 
 from synod import rpctypes
 from synod.api.etcdserverpb import rpc_pb2 as pb
-from synod.api.etcdserverpb import rpc_pb2_grpc
 from synod.rpctypes import RPCError
-from synod.server.api.header import Header, rpc_errors
+from synod.server.api.header import Header
+from synod.server.api.methods import UnaryHandler
 from synod.server.etcdserver import EtcdServer
 
 
@@ -108,51 +105,45 @@ def _check_intervals(ops: Iterable[pb.RequestOp]) -> tuple[set[bytes], list[_Int
     return puts, dels
 
 
-class KVService(rpc_pb2_grpc.KVServicer):
+class KVService:
     def __init__(self, server: EtcdServer, header: Header) -> None:
         self._server = server
         self._header = header
 
-    @rpc_errors
-    async def Range(
-        self, request: pb.RangeRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> pb.RangeResponse:
+    def handlers(self) -> dict[str, UnaryHandler]:
+        return {
+            "/etcdserverpb.KV/Range": self.range,
+            "/etcdserverpb.KV/Put": self.put,
+            "/etcdserverpb.KV/DeleteRange": self.delete_range,
+            "/etcdserverpb.KV/Txn": self.txn,
+            "/etcdserverpb.KV/Compact": self.compact,
+        }
+
+    async def range(self, request: pb.RangeRequest) -> pb.RangeResponse:
         check_range(request)
         resp = await self._server.range(request)
         self._header.fill(resp.header)
         return resp
 
-    @rpc_errors
-    async def Put(
-        self, request: pb.PutRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> pb.PutResponse:
+    async def put(self, request: pb.PutRequest) -> pb.PutResponse:
         check_put(request)
         resp = await self._server.put(request)
         self._header.fill(resp.header)
         return resp
 
-    @rpc_errors
-    async def DeleteRange(
-        self, request: pb.DeleteRangeRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> pb.DeleteRangeResponse:
+    async def delete_range(self, request: pb.DeleteRangeRequest) -> pb.DeleteRangeResponse:
         check_delete(request)
         resp = await self._server.delete_range(request)
         self._header.fill(resp.header)
         return resp
 
-    @rpc_errors
-    async def Txn(
-        self, request: pb.TxnRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> pb.TxnResponse:
+    async def txn(self, request: pb.TxnRequest) -> pb.TxnResponse:
         check_txn(request, self._server.cfg.max_txn_ops)
         resp = await self._server.txn(request)
         self._header.fill(resp.header)
         return resp
 
-    @rpc_errors
-    async def Compact(
-        self, request: pb.CompactionRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> pb.CompactionResponse:
+    async def compact(self, request: pb.CompactionRequest) -> pb.CompactionResponse:
         resp = await self._server.compact(request)
         self._header.fill(resp.header)
         return resp
