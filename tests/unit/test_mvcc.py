@@ -86,7 +86,7 @@ class Model:
         """(key, (value, create, mod, version)) of every key alive at ``at``, in key order."""
         out = []
         for k in sorted(self.history):
-            if end is None and k != key or end == b"" and k < key or end and not key <= k < end:
+            if (end is None and k != key) or (end == b"" and k < key) or (end and not key <= k < end):
                 continue
             state = None
             for rev, value in self.history[k]:
