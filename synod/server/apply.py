@@ -12,6 +12,7 @@ services fill cluster, member and term into the top-level header.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 from synod import rpctypes
@@ -93,7 +94,7 @@ class Applier:
         order = r.sort_order
         if r.sort_target != pb.RangeRequest.KEY and order == pb.RangeRequest.NONE:
             order = pb.RangeRequest.ASCEND  # results are in key order already
-        if order != pb.RangeRequest.NONE:
+        if order in (pb.RangeRequest.ASCEND, pb.RangeRequest.DESCEND):  # etcd ignores unknown orders
             attr = _SORT_ATTR.get(r.sort_target, "key")
             # Stable, like the insertion sort Go uses for the small slices etcd sorts;
             # reverse=True keeps equal elements in their (key) order, as Go's sort.Reverse does there.
@@ -160,7 +161,10 @@ class Applier:
         path = self._compare_to_path(read, rt)
         is_write = not is_txn_readonly(rt)
         if is_write:
-            self._check_requests(read, rt, iter(path), self._check_put)
+            from_key_deletes: list[bytes] = []
+            self._check_requests(
+                read, rt, iter(path), partial(self._check_put, from_key_deletes=from_key_deletes)
+            )
         self._check_requests(read, rt, iter(path), self._check_range)
         if not is_write:
             resp = pb.TxnResponse()
@@ -169,7 +173,11 @@ class Applier:
             return resp
         txn = self.store.write()
         resp = pb.TxnResponse()
-        self._apply_txn(txn, rt, iter(path), resp)
+        try:
+            self._apply_txn(txn, rt, iter(path), resp)
+        except RPCError as e:
+            # The checks above must catch every error: a txn failing halfway would leave half its writes.
+            raise AssertionError(f"txn failed after it began writing: {e.message}") from e
         resp.header.revision = txn.end()
         return resp
 
@@ -205,12 +213,20 @@ class Applier:
             else:
                 check(rv, op)
 
-    def _check_put(self, rv: TxnRead, op: pb.RequestOp) -> None:
-        if op.WhichOneof("request") != "request_put":
+    def _check_put(self, rv: TxnRead, op: pb.RequestOp, from_key_deletes: list[bytes]) -> None:
+        """Puts must find what they need; ``from_key_deletes`` collects the from-key deletes met so far."""
+        which = op.WhichOneof("request")
+        if which == "request_delete_range" and op.request_delete_range.range_end == b"\x00":
+            from_key_deletes.append(op.request_delete_range.key)
+        if which != "request_put":
             return
         p = op.request_put
-        if (p.ignore_value or p.ignore_lease) and not rv.range(p.key, None).kvs:
-            raise RPCError(rpctypes.KEY_NOT_FOUND)
+        if p.ignore_value or p.ignore_lease:
+            # etcd's duplicate-key check misses from-key deletes, so an earlier one in this txn may
+            # have deleted the key (etcd then crashes mid-txn; synod refuses the txn up front).
+            gone = any(p.key >= start for start in from_key_deletes)
+            if gone or not rv.range(p.key, None).kvs:
+                raise RPCError(rpctypes.KEY_NOT_FOUND)
         if p.lease and not self._lease_exists(p.lease):
             raise RPCError(rpctypes.LEASE_NOT_FOUND)
 
@@ -227,6 +243,8 @@ class Applier:
             raise RPCError(rpctypes.COMPACTED)
 
     def _apply_txn(self, txn: Any, rt: pb.TxnRequest, path: Iterator[bool], resp: pb.TxnResponse) -> None:
+        # Every txn response has a header, a nested one too (empty: only the top one gets a revision).
+        resp.header.SetInParent()
         resp.succeeded = next(path)
         for op in rt.success if resp.succeeded else rt.failure:
             which = op.WhichOneof("request")
@@ -243,11 +261,12 @@ class Applier:
 
 def _compare_kv(c: pb.Compare, kv: KeyValue) -> bool:
     attr = _COMPARE_ATTR.get(c.target)
-    if attr is None:
-        return True
-    actual = getattr(kv, attr)
-    # A target_union not holding the target's member compares against the zero value, as in etcd.
-    expected = getattr(c, attr) if c.WhichOneof("target_union") == attr else b"" if attr == "value" else 0
+    actual: Any = 0
+    expected: Any = 0  # an unknown target compares as equal, as in etcd
+    if attr is not None:
+        actual = getattr(kv, attr)
+        # A target_union not holding the target's member compares against the zero value, as in etcd.
+        expected = getattr(c, attr) if c.WhichOneof("target_union") == attr else b"" if attr == "value" else 0
     if c.result == pb.Compare.EQUAL:
         return bool(actual == expected)
     if c.result == pb.Compare.NOT_EQUAL:

@@ -24,7 +24,13 @@ import grpc
 import uvloop
 
 from synod.rpctypes import RPCError
-from synod.server.api.grpc_server import HandlerFactory, build_server, unimplemented_handler
+from synod.server.api.grpc_server import (
+    HandlerFactory,
+    build_server,
+    check_message_size,
+    receive_limit,
+    unimplemented_handler,
+)
 from synod.server.api.methods import Dispatcher, Method
 from synod.server.relay import FrontEndSide, connect_front_end_side, serve_member_side
 
@@ -39,7 +45,9 @@ def _socket_address(name: str) -> str:
     return "\0" + name[1:] if name.startswith("@") else name
 
 
-def relay_handlers(relay: FrontEndSide) -> HandlerFactory:
+def relay_handlers(relay: FrontEndSide, max_request_bytes: int) -> HandlerFactory:
+    limit = receive_limit(max_request_bytes)
+
     def factory(method: Method) -> grpc.RpcMethodHandler[Any, Any]:
         if not method.unary:
             return unimplemented_handler(method)
@@ -47,6 +55,7 @@ def relay_handlers(relay: FrontEndSide) -> HandlerFactory:
 
         async def unary(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
             try:
+                check_message_size(request, limit)
                 return await relay.call(method_id, request)
             except RPCError as e:
                 await context.abort(e.code, e.message)
@@ -134,7 +143,10 @@ async def _run(relay_address: str, addresses: list[str], max_request_bytes: int)
         _socket_address(relay_address), bytes.fromhex(os.environ[_SECRET_ENV])
     )
     server = build_server(
-        relay_handlers(relay), addresses, max_request_bytes=max_request_bytes, reuse_port=True
+        relay_handlers(relay, max_request_bytes),
+        addresses,
+        max_request_bytes=max_request_bytes,
+        reuse_port=True,
     )
     await server.start()
     stop = asyncio.Event()

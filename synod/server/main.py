@@ -62,7 +62,7 @@ async def serve(cfg: ServerConfig) -> None:
     dispatcher = build_dispatcher(etcd)
     frontends = FrontEnds(cfg.frontend_procs, addresses, cfg.max_request_bytes)
     grpc_server = build_server(
-        dispatcher_handlers(dispatcher),
+        dispatcher_handlers(dispatcher, cfg.max_request_bytes),
         addresses,
         max_request_bytes=cfg.max_request_bytes,
         reuse_port=cfg.frontend_procs > 0,

@@ -13,15 +13,18 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
+from grpc import StatusCode
 from grpc_health.v1 import _async as health_async
 from grpc_health.v1 import health_pb2_grpc
 
-from synod.rpctypes import RPCError
+from synod.rpctypes import ErrorCode, RPCError
 from synod.server.api.header import Header
 from synod.server.api.kv import KVService
 from synod.server.api.methods import METHODS, Dispatcher, Method, not_implemented
 from synod.server.config import GRPC_OVERHEAD_BYTES
 from synod.server.etcdserver import EtcdServer
+
+_GRPC_CAP_SLACK = 4 << 20
 
 HandlerFactory = Callable[[Method], "grpc.RpcMethodHandler[Any, Any]"]
 
@@ -33,9 +36,26 @@ def build_dispatcher(etcd: EtcdServer) -> Dispatcher:
     return Dispatcher(handlers)
 
 
+def receive_limit(max_request_bytes: int) -> int:
+    """The largest request message accepted, as etcd sets gRPC's limit."""
+    return max_request_bytes + GRPC_OVERHEAD_BYTES
+
+
+def check_message_size(request: bytes, limit: int) -> None:
+    """etcd's answer (grpc-go's words) to a message over the limit; grpc-core words it differently."""
+    if len(request) > limit:
+        raise RPCError(
+            ErrorCode(
+                StatusCode.RESOURCE_EXHAUSTED,
+                f"grpc: received message larger than max ({len(request)} vs. {limit})",
+            )
+        )
+
+
 def server_options(max_request_bytes: int, *, reuse_port: bool) -> list[tuple[str, int]]:
     return [
-        ("grpc.max_receive_message_length", max_request_bytes + GRPC_OVERHEAD_BYTES),
+        # gRPC's own cap sits above etcd's limit, so that check_message_size answers with etcd's words.
+        ("grpc.max_receive_message_length", receive_limit(max_request_bytes) + _GRPC_CAP_SLACK),
         ("grpc.max_send_message_length", 2**31 - 1),
         # Front-end processes of one member share its port; otherwise a second
         # server on the same address must fail to bind rather than split the traffic.
@@ -66,25 +86,23 @@ def unimplemented_handler(method: Method) -> grpc.RpcMethodHandler[Any, Any]:
     return grpc.stream_stream_rpc_method_handler(streaming)
 
 
-def dispatcher_handlers(dispatcher: Dispatcher) -> HandlerFactory:
-    """Serve methods in this process: parse, call the handler, serialize."""
+def dispatcher_handlers(dispatcher: Dispatcher, max_request_bytes: int) -> HandlerFactory:
+    """Serve methods in this process, on raw bytes as relayed calls are served."""
+    limit = receive_limit(max_request_bytes)
 
     def factory(method: Method) -> grpc.RpcMethodHandler[Any, Any]:
-        handler = dispatcher.handler(method)
-        if handler is None or not method.unary:
+        if dispatcher.handler(method) is None or not method.unary:
             return unimplemented_handler(method)
 
-        async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        async def unary(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
             try:
-                return await handler(request)
+                check_message_size(request, limit)
+                return await dispatcher.call_bytes(method, request)
             except RPCError as e:
                 await context.abort(e.code, e.message)
+                raise  # pragma: no cover - abort raises
 
-        return grpc.unary_unary_rpc_method_handler(
-            unary,
-            request_deserializer=method.request.FromString,
-            response_serializer=method.response.SerializeToString,
-        )
+        return grpc.unary_unary_rpc_method_handler(unary)
 
     return factory
 
