@@ -30,7 +30,11 @@ async def run(total: int, concurrency: int) -> None:
         value = b"x" * 256
         for name, method, make in (
             ("put", put, lambda i: pb.PutRequest(key=b"%08d" % i, value=value).SerializeToString()),
-            ("range s", rng, lambda i: pb.RangeRequest(key=b"%08d" % i, serializable=True).SerializeToString()),
+            (
+                "range s",
+                rng,
+                lambda i: pb.RangeRequest(key=b"%08d" % i, serializable=True).SerializeToString(),
+            ),
             ("range l", rng, lambda i: pb.RangeRequest(key=b"%08d" % i).SerializeToString()),
         ):
             requests = [make(i) for i in range(total)]

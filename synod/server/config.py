@@ -29,6 +29,10 @@ class ServerConfig:
     # How often applied state is committed (fsynced) to the backend, and after how many writes at most.
     backend_batch_interval: float = 0.1
     backend_batch_limit: int = 10_000
+    # Under a high write rate, wait this long before each WAL write so that more writers share it
+    # (see synod/raft/single.py); 0 disables the window.
+    commit_window: float = 0.005
+    commit_busy_rate: float = 2000.0
     # gRPC front-end processes sharing the client URLs with the member (0: the member serves alone).
     frontend_procs: int = 0
 

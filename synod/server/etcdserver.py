@@ -129,7 +129,13 @@ class EtcdServer:
         pending = self.store.take_pending_compaction()
         if pending is not None:
             self._compactions.put_nowait((pending, asyncio.get_running_loop().create_future()))
-        self.node = SingleNode(self._wal, read.hard_state if read else HardState(term=1), self.member_id)
+        self.node = SingleNode(
+            self._wal,
+            read.hard_state if read else HardState(term=1),
+            self.member_id,
+            window=cfg.commit_window,
+            busy_rate=cfg.commit_busy_rate,
+        )
         self._stopped = False
         self._tasks = [
             asyncio.create_task(self.node.run(self._apply), name="raft-node"),

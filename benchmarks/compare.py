@@ -1,0 +1,128 @@
+"""synod against a real etcd, measured with the same load generator in one run.
+
+Starts a fresh etcd 3.4 and a fresh synod on 127.0.0.1 (temporary data
+directories), runs each benchmark against both, alternating, for several
+rounds, and prints the median requests/s of each and the ratio synod/etcd as
+a Markdown table. The default load generator is etcd's own Go tool
+(../shared/tools/etcd-benchmark); ``--tool synod-benchmark`` uses ours.
+
+    .venv/bin/python benchmarks/compare.py [--rounds 3] [--frontend-procs -1] [--only put,range-s]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.support.servers import ServerProcess
+
+ROOT = Path(__file__).resolve().parent.parent
+ETCD_BENCHMARK = ROOT.parent / "shared" / "tools" / "etcd-benchmark"
+COMMON = ["--conns=100", "--clients=1000"]
+BENCHMARKS = {
+    "put": ["put", "--key-size=8", "--sequential-keys", "--total=100000", "--val-size=256"],
+    "range-s": ["range", "foo", "--consistency=s", "--total=100000"],
+    "range-l": ["range", "foo", "--consistency=l", "--total=100000"],
+}
+
+
+def tool_command(tool: str) -> list[str]:
+    if tool == "etcd-benchmark":
+        return [str(ETCD_BENCHMARK)]
+    return [str(ROOT / ".venv" / "bin" / "synod-benchmark")]
+
+
+def run_benchmark(tool: list[str], endpoint: str, args: list[str]) -> tuple[float, str]:
+    out = subprocess.run(
+        [*tool, f"--endpoints={endpoint}", *COMMON, *args], capture_output=True, text=True, check=True
+    ).stdout
+    m = re.search(r"Requests/sec:\s+([0-9.]+)", out)
+    if m is None:
+        raise RuntimeError(f"no Requests/sec in the output:\n{out}")
+    return float(m.group(1)), out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU of a process and its children that have been reaped, plus live children."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for p in [pid, *children(pid)]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--frontend-procs", default="-1")
+    p.add_argument("--only", default=",".join(BENCHMARKS))
+    p.add_argument("--tool", default="etcd-benchmark", choices=["etcd-benchmark", "synod-benchmark"])
+    args = p.parse_args()
+    names = args.only.split(",")
+    tool = tool_command(args.tool)
+    with tempfile.TemporaryDirectory() as tmp:
+        etcd = ServerProcess("etcd", Path(tmp) / "etcd").start()
+        synod = ServerProcess(
+            "synod",
+            Path(tmp) / "synod",
+            extra_args=["--frontend-procs", args.frontend_procs, "--log-level", "warn"],
+        ).start()
+        results: dict[str, dict[str, list[float]]] = {n: {"etcd": [], "synod": []} for n in names}
+        cpu: dict[str, dict[str, list[float]]] = {n: {"etcd": [], "synod": []} for n in names}
+        try:
+            for r in range(args.rounds):
+                for name in names:
+                    for label, server in (("etcd", etcd), ("synod", synod)):
+                        assert server.proc is not None
+                        c0 = cpu_seconds(server.proc.pid)
+                        rate, _ = run_benchmark(tool, server.endpoint, BENCHMARKS[name])
+                        used = cpu_seconds(server.proc.pid) - c0
+                        results[name][label].append(rate)
+                        cpu[name][label].append(used)
+                        print(
+                            f"round {r + 1} {name:8s} {label:6s} {rate:10.1f} req/s  server CPU {used:.1f} s",
+                            file=sys.stderr,
+                        )
+        finally:
+            etcd.kill()
+            synod.kill()
+    load = os.getloadavg()[0]
+    print(
+        f"\n{time.strftime('%Y-%m-%d')}, {platform.node()}, {os.cpu_count()} CPUs, "
+        f"tool {args.tool}, {args.rounds} rounds (median), synod --frontend-procs {args.frontend_procs}, "
+        f"load average at the end {load:.1f}\n"
+    )
+    print("| benchmark | etcd req/s | synod req/s | synod/etcd | server CPU s per 100k, etcd / synod |")
+    print("|---|---|---|---|---|")
+    for name in names:
+        e = statistics.median(results[name]["etcd"])
+        s = statistics.median(results[name]["synod"])
+        ce = statistics.median(cpu[name]["etcd"])
+        cs = statistics.median(cpu[name]["synod"])
+        print(f"| {name} | {e:,.0f} | {s:,.0f} | {s / e:.2f} | {ce:.1f} / {cs:.1f} |")
+
+
+if __name__ == "__main__":
+    if shutil.which("etcd") is None:
+        sys.exit("etcd is not installed (./dev test installs it)")
+    main()
