@@ -18,16 +18,16 @@ import os
 import secrets
 import signal
 import sys
+from functools import partial
 from typing import Any
 
 import grpc
 import uvloop
 
-from synod.rpctypes import RPCError
 from synod.server.api.grpc_server import (
     HandlerFactory,
     build_server,
-    check_message_size,
+    raw_unary_handler,
     receive_limit,
     unimplemented_handler,
 )
@@ -51,18 +51,8 @@ def relay_handlers(relay: FrontEndSide, max_request_bytes: int) -> HandlerFactor
     def factory(method: Method) -> grpc.RpcMethodHandler[Any, Any]:
         if not method.unary:
             return unimplemented_handler(method)
-        method_id = method.id
-
-        async def unary(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
-            try:
-                check_message_size(request, limit)
-                return await relay.call(method_id, request)
-            except RPCError as e:
-                await context.abort(e.code, e.message)
-                raise  # pragma: no cover - abort raises
-
-        # No (de)serializers: bytes pass through untouched, the member parses them.
-        return grpc.unary_unary_rpc_method_handler(unary)
+        # Bytes pass through untouched: the member parses them.
+        return raw_unary_handler(partial(relay.call, method.id), limit)
 
     return factory
 

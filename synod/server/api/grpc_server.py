@@ -9,7 +9,8 @@ handler answer ``UNIMPLEMENTED``.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import grpc
@@ -86,6 +87,25 @@ def unimplemented_handler(method: Method) -> grpc.RpcMethodHandler[Any, Any]:
     return grpc.stream_stream_rpc_method_handler(streaming)
 
 
+def raw_unary_handler(
+    call: Callable[[bytes], Awaitable[bytes]], limit: int
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """A unary method on raw bytes (no (de)serializers): etcd's size check, then ``call``.
+
+    An RPCError raised by ``call`` is answered as its gRPC status and message.
+    """
+
+    async def unary(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+        try:
+            check_message_size(request, limit)
+            return await call(request)
+        except RPCError as e:
+            await context.abort(e.code, e.message)
+            raise  # pragma: no cover - abort raises
+
+    return grpc.unary_unary_rpc_method_handler(unary)
+
+
 def dispatcher_handlers(dispatcher: Dispatcher, max_request_bytes: int) -> HandlerFactory:
     """Serve methods in this process, on raw bytes as relayed calls are served."""
     limit = receive_limit(max_request_bytes)
@@ -93,16 +113,7 @@ def dispatcher_handlers(dispatcher: Dispatcher, max_request_bytes: int) -> Handl
     def factory(method: Method) -> grpc.RpcMethodHandler[Any, Any]:
         if dispatcher.handler(method) is None or not method.unary:
             return unimplemented_handler(method)
-
-        async def unary(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
-            try:
-                check_message_size(request, limit)
-                return await dispatcher.call_bytes(method, request)
-            except RPCError as e:
-                await context.abort(e.code, e.message)
-                raise  # pragma: no cover - abort raises
-
-        return grpc.unary_unary_rpc_method_handler(unary)
+        return raw_unary_handler(partial(dispatcher.call_bytes, method), limit)
 
     return factory
 
