@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import grpc
 
 from synod.api.etcdserverpb import rpc_pb2 as pb
@@ -48,3 +50,18 @@ def test_member_and_cluster_ids_derive_as_etcds(tmp_path):
         etcd_header.cluster_id,
     )
     assert synod_header.member_id != 0
+
+
+def test_sigterm_and_sigint_stop_cleanly_and_keep_data(tmp_path):
+    server = ServerProcess("synod", tmp_path / "data").start()
+    put, _ = _put_get(server)
+    assert server.stop() == 0  # SIGTERM
+    assert "stopped" in server.log_text()
+    server.start()
+    with grpc.insecure_channel(server.endpoint) as ch:
+        got = rpc_pb2_grpc.KVStub(ch).Range(pb.RangeRequest(key=b"k"))
+    assert got.kvs[0].mod_revision == put.header.revision
+    assert got.header.raft_term == put.header.raft_term + 1  # each start is a new term
+    server.proc.send_signal(signal.SIGINT)
+    assert server.proc.wait(timeout=15) == 0
+    server.proc = None
