@@ -100,7 +100,10 @@ class Backend:
         stat = self._env.stat()
         return int((info["last_pgno"] + 1) * stat["psize"])
 
-    def close(self) -> None:
-        if self._txn is not None:
+    def close(self, *, commit: bool = True) -> None:
+        """Close the environment, committing the open batch (or abandoning it)."""
+        if commit:
             self._txn.commit()
+        else:
+            self._txn.abort()
         self._env.close()

@@ -36,7 +36,7 @@ from synod.server import ids
 from synod.server.apply import Applier, is_txn_readonly, is_txn_serializable
 from synod.server.config import ServerConfig
 from synod.server.wait import AppliedWait, Wait
-from synod.wal.wal import WAL, Entry, HardState, WALCorrupt
+from synod.wal.wal import WAL, Entry, HardState, ReadResult, WALCorrupt
 
 log = logging.getLogger("synod.server")
 
@@ -78,6 +78,7 @@ class EtcdServer:
         self._tasks: list[asyncio.Task[None]] = []
         self._compactions: asyncio.Queue[tuple[Iterator[None], asyncio.Future[None]]] = asyncio.Queue()
         self._stopped = True
+        self._broken = False  # applying an entry failed: the backend must not be committed again
         self.member_id = 0
         self.cluster_id = 0
 
@@ -85,46 +86,19 @@ class EtcdServer:
 
     async def start(self) -> None:
         cfg = self.cfg
-        os.makedirs(cfg.member_dir, exist_ok=True)
-        self._lock_fd = _lock_data_dir(os.path.join(cfg.member_dir, "lock"))
-        has_wal = WAL.exists(cfg.wal_dir)
-        self.backend = Backend(cfg.backend_dir)
-        self._consistent_index = meta.get_int(self.backend, meta.CONSISTENT_INDEX) or 0
-        if not has_wal and self._consistent_index:
-            raise DataDirError(f"{cfg.wal_dir}: the WAL is missing but the backend holds applied entries")
-        try:
-            if has_wal:
-                self._wal, read = WAL.open(cfg.wal_dir)
-                self.member_id, self.cluster_id = _IDENTITY.unpack(read.metadata)
-                if read.repaired_bytes:
-                    log.warning("wal: cut off a torn tail of %d bytes", read.repaired_bytes)
-            else:
-                self.member_id = ids.member_id(cfg.initial_advertise_peer_urls, cfg.initial_cluster_token)
-                self.cluster_id = ids.cluster_id([self.member_id])
-                self._wal = WAL.create(cfg.wal_dir, _IDENTITY.pack(self.member_id, self.cluster_id))
-                read = None
-        except WALCorrupt as e:
-            self.backend.close()
-            raise DataDirError(str(e)) from e
+        read = self._open_storage()
         self._ids = ids.IDGenerator(self.member_id, int(self._now() * 1000))
-        self.store = KVStore(self.backend)
-        self.applier = Applier(self.store)
-        if read is not None:
-            if read.snapshot_index > self._consistent_index:
-                raise DataDirError(
-                    f"{cfg.wal_dir}: the WAL starts after entry {read.snapshot_index} "
-                    f"but the backend has only applied up to {self._consistent_index}"
-                )
-            if self._wal.last_index < self._consistent_index:
-                # Entries are applied only once durable, so the WAL lost entries it had synced.
-                raise DataDirError(
-                    f"{cfg.wal_dir}: the WAL ends at entry {self._wal.last_index} "
-                    f"but the backend has applied entry {self._consistent_index}"
-                )
-            replay = [e for e in read.entries if e.index > self._consistent_index]
-            if replay:
-                log.info("replaying %d WAL entries after index %d", len(replay), self._consistent_index)
-                self._apply(replay)
+        try:
+            self.store = KVStore(self.backend)
+            self.applier = Applier(self.store)
+            if read is not None:
+                replay = [e for e in read.entries if e.index > self._consistent_index]
+                if replay:
+                    log.info("replaying %d WAL entries after index %d", len(replay), self._consistent_index)
+                    self._apply(replay)
+        except BaseException:
+            self._close_storage(commit=False)
+            raise
         self._applied.advance(self._consistent_index)
         pending = self.store.take_pending_compaction()
         if pending is not None:
@@ -137,8 +111,10 @@ class EtcdServer:
             busy_rate=cfg.commit_busy_rate,
         )
         self._stopped = False
+        node_task = asyncio.create_task(self.node.run(self._apply), name="raft-node")
+        node_task.add_done_callback(self._node_done)
         self._tasks = [
-            asyncio.create_task(self.node.run(self._apply), name="raft-node"),
+            node_task,
             asyncio.create_task(self._backend_commit_loop(), name="backend-commit"),
             asyncio.create_task(self._compaction_loop(), name="compaction"),
         ]
@@ -150,20 +126,83 @@ class EtcdServer:
             cfg.data_dir,
         )
 
+    def _node_done(self, task: asyncio.Task[None]) -> None:
+        """The log stopped: nothing waiting on it will be applied any more."""
+        if not task.cancelled() and task.exception() is not None:
+            log.critical("the log failed; stopping: %r", task.exception())
+        self._stopped = True
+        self._wait.fail_all(RPCError(rpctypes.STOPPED))
+
+    def _open_storage(self) -> ReadResult | None:
+        """Lock the data directory, open the backend and the WAL (creating them for a new member).
+
+        Returns what the WAL held (None for a new member). On any failure
+        everything opened is closed again and DataDirError says why.
+        """
+        cfg = self.cfg
+        os.makedirs(cfg.member_dir, exist_ok=True)
+        self._lock_fd = _lock_data_dir(os.path.join(cfg.member_dir, "lock"))
+        self.backend = Backend(cfg.backend_dir)
+        wal: WAL | None = None
+        try:
+            self._consistent_index = meta.get_int(self.backend, meta.CONSISTENT_INDEX) or 0
+            if not WAL.exists(cfg.wal_dir):
+                if self._consistent_index:
+                    raise DataDirError(
+                        f"{cfg.wal_dir}: the WAL is missing but the backend holds applied entries"
+                    )
+                self.member_id = ids.member_id(cfg.initial_advertise_peer_urls, cfg.initial_cluster_token)
+                self.cluster_id = ids.cluster_id([self.member_id])
+                self._wal = WAL.create(cfg.wal_dir, _IDENTITY.pack(self.member_id, self.cluster_id))
+                return None
+            try:
+                wal, read = WAL.open(cfg.wal_dir)
+            except WALCorrupt as e:
+                raise DataDirError(str(e)) from e
+            self.member_id, self.cluster_id = _IDENTITY.unpack(read.metadata)
+            if read.repaired_bytes:
+                log.warning("wal: cut off a torn tail of %d bytes", read.repaired_bytes)
+            if read.snapshot_index > self._consistent_index:
+                raise DataDirError(
+                    f"{cfg.wal_dir}: the WAL starts after entry {read.snapshot_index} "
+                    f"but the backend has only applied up to {self._consistent_index}"
+                )
+            if wal.last_index < self._consistent_index:
+                # Entries are applied only once durable, so the WAL lost entries it had synced.
+                raise DataDirError(
+                    f"{cfg.wal_dir}: the WAL ends at entry {wal.last_index} "
+                    f"but the backend has applied entry {self._consistent_index}"
+                )
+            self._wal = wal
+            return read
+        except BaseException:
+            if wal is not None:
+                wal.close()
+            self.backend.close(commit=False)
+            os.close(self._lock_fd)
+            raise
+
+    def _close_storage(self, *, commit: bool) -> None:
+        """Close the backend (committing what was applied, unless told not to), the WAL and the lock."""
+        self.backend.close(commit=commit)
+        self._wal.close()
+        os.close(self._lock_fd)
+
     async def stop(self) -> None:
-        if self._stopped:
+        if not self._tasks:
             return
         self._stopped = True
         await self.node.stop()
         node_task, *others = self._tasks
-        await node_task
+        (node_result,) = await asyncio.gather(node_task, return_exceptions=True)
         for t in others:
             t.cancel()
         await asyncio.gather(*others, return_exceptions=True)
         self._wait.fail_all(RPCError(rpctypes.STOPPED))
-        self.backend.close()
-        self._wal.close()
-        os.close(self._lock_fd)
+        # If the log failed (a bug, or a disk error), the last batch may be half applied: keep
+        # the backend as last committed and let the WAL replay it at the next start.
+        self._close_storage(commit=node_result is None and not self._broken)
+        self._tasks = []
         log.info("member %016x stopped", self.member_id)
 
     async def wait_stopped(self) -> None:
@@ -241,6 +280,14 @@ class EtcdServer:
 
     def _apply(self, entries: list[Entry]) -> None:
         """Apply committed entries in order; completes the callers waiting for them."""
+        try:
+            self._apply_entries(entries)
+        except BaseException:
+            # A bug: the open backend batch may hold half an entry. Never commit it.
+            self._broken = True
+            raise
+
+    def _apply_entries(self, entries: list[Entry]) -> None:
         for e in entries:
             if e.index <= self._consistent_index or not e.data:
                 continue
@@ -282,6 +329,8 @@ class EtcdServer:
     # -- background work --------------------------------------------------------
 
     def _commit_backend(self) -> None:
+        if self._broken:
+            return
         self.backend.commit()
         # Entries up to the consistent index are now durable in the backend too.
         self._wal.release_to(self._consistent_index)

@@ -14,8 +14,10 @@ Reading repeats what raft did: an entry at index ``i`` replaces every entry at
 ``i`` or later that was read before it (a new leader overwrote them), and
 entries must follow each other without a gap.
 
-Crash handling. A write torn by a crash can only damage the tail of the last
-segment (earlier segments were fsynced before the next was started). So a bad
+Crash handling. A segment is created under a temporary name and renamed once
+its header is durable, so every segment starts whole. A write torn by a crash
+can only damage the tail of the last segment (earlier segments were fsynced
+before the next was started). So a bad
 record in the last segment after which nothing valid follows is a torn tail:
 it and everything after it are cut off, and the member starts. A bad record
 anywhere else, or one followed by valid records, is corruption: opening fails
@@ -100,11 +102,6 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-class _Torn(Exception):
-    def __init__(self, offset: int) -> None:
-        self.offset = offset
-
-
 def _parse_records(data: bytes, *, last_segment: bool, name: str) -> tuple[list[tuple[int, bytes]], int]:
     """Records of one segment, and the length of its valid prefix."""
     out: list[tuple[int, bytes]] = []
@@ -154,25 +151,16 @@ def _valid_record_after(data: bytes, pos: int) -> bool:
 
 class WAL:
     def __init__(
-        self,
-        dirpath: str,
-        seq: int,
-        first_index: int,
-        last_index: int,
-        last_term: int,
-        metadata: bytes,
-        hard_state: HardState,
+        self, dirpath: str, metadata: bytes, hard_state: HardState, last_index: int, last_term: int
     ) -> None:
         self.dir = dirpath
-        self._seq = seq
-        self._first_index = first_index
         self.last_index = last_index
         self.last_term = last_term
         self._metadata = metadata
         self._hard_state = hard_state
-        path = os.path.join(dirpath, _segment_name(seq, first_index))
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        self._size = os.fstat(self._fd).st_size
+        self._seq = 0
+        self._fd = -1
+        self._size = 0
 
     # -- creation and opening -----------------------------------------------
 
@@ -183,14 +171,16 @@ class WAL:
     @classmethod
     def create(cls, dirpath: str, metadata: bytes, snapshot_index: int = 0, snapshot_term: int = 0) -> WAL:
         os.makedirs(dirpath, exist_ok=True)
-        wal = cls(dirpath, 1, snapshot_index + 1, snapshot_index, snapshot_term, metadata, HardState())
-        wal._write_segment_header(snapshot_index, snapshot_term)
-        _fsync_dir(dirpath)
+        wal = cls(dirpath, metadata, HardState(), snapshot_index, snapshot_term)
+        wal._start_segment(1)
         return wal
 
     @classmethod
     def open(cls, dirpath: str) -> tuple[WAL, ReadResult]:
         """Read the whole log, cutting off a torn tail; raises WALCorrupt on other damage."""
+        for name in os.listdir(dirpath):
+            if name.endswith(".wal.tmp"):  # a segment whose start was cut short by a crash
+                os.unlink(os.path.join(dirpath, name))
         segments = cls._segments(dirpath)
         if not segments:
             raise WALCorrupt(f"wal: no segments in {dirpath}")
@@ -209,12 +199,6 @@ class WAL:
                 os.fsync(fd)
                 os.close(fd)
                 result.repaired_bytes = len(data) - valid
-            if last_segment and not records and i > 0:
-                # A segment torn while it was being started holds nothing yet.
-                os.unlink(path)
-                _fsync_dir(dirpath)
-                segments.pop()
-                break
             for rtype, payload in records:
                 if rtype == ENTRY:
                     index, term, etype = _ENTRY.unpack_from(payload)
@@ -245,11 +229,16 @@ class WAL:
             raise WALCorrupt(
                 f"wal: entries start at {entries[0].index}, after snapshot {result.snapshot_index}"
             )
+        if not result.metadata:
+            raise WALCorrupt(f"wal: {dirpath} has no metadata record")
         result.entries = entries
-        seq, first_index, _ = segments[-1]
+        seq, _, name = segments[-1]
         last_index = entries[-1].index if entries else result.snapshot_index
         last_term = entries[-1].term if entries else result.snapshot_term
-        wal = cls(dirpath, seq, first_index, last_index, last_term, result.metadata, result.hard_state)
+        wal = cls(dirpath, result.metadata, result.hard_state, last_index, last_term)
+        wal._seq = seq
+        wal._fd = os.open(os.path.join(dirpath, name), os.O_WRONLY | os.O_APPEND)
+        wal._size = os.fstat(wal._fd).st_size
         return wal, result
 
     @staticmethod
@@ -267,14 +256,25 @@ class WAL:
 
     # -- writing ------------------------------------------------------------
 
-    def _write_segment_header(self, snapshot_index: int, snapshot_term: int) -> None:
+    def _start_segment(self, seq: int) -> None:
+        """Make segment ``seq``, for the entries after ``last_index``, the one appended to.
+
+        Its header is written and synced under a temporary name first, so a
+        segment file always begins with a whole header.
+        """
         hs = self._hard_state
-        self._write(
+        header = (
             _record(METADATA, self._metadata)
             + _record(HARD_STATE, _HARD_STATE.pack(hs.term, hs.vote, hs.commit))
-            + _record(SNAPSHOT, _SNAPSHOT.pack(snapshot_index, snapshot_term))
+            + _record(SNAPSHOT, _SNAPSHOT.pack(self.last_index, self.last_term))
         )
-        os.fdatasync(self._fd)
+        path = os.path.join(self.dir, _segment_name(seq, self.last_index + 1))
+        fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+        self._fd, self._seq, self._size = fd, seq, 0
+        self._write(header)
+        os.fdatasync(fd)
+        os.rename(path + ".tmp", path)
+        _fsync_dir(self.dir)
 
     def _write(self, data: bytes) -> None:
         view = memoryview(data)
@@ -309,13 +309,7 @@ class WAL:
     def _cut(self) -> None:
         """Start the next segment (the current one is durable)."""
         os.close(self._fd)
-        self._seq += 1
-        self._first_index = self.last_index + 1
-        path = os.path.join(self.dir, _segment_name(self._seq, self._first_index))
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
-        self._size = 0
-        self._write_segment_header(self.last_index, self.last_term)
-        _fsync_dir(self.dir)
+        self._start_segment(self._seq + 1)
 
     def release_to(self, index: int) -> int:
         """Delete whole segments whose entries all have index <= ``index``; returns how many."""

@@ -122,3 +122,19 @@ def test_corrupt_earlier_segment_refuses_to_open(tmp_path, monkeypatch):
     os.truncate(first_segment, os.path.getsize(first_segment) - 3)
     with pytest.raises(WALCorrupt):
         WAL.open(str(tmp_path))
+
+
+def test_segment_cut_short_while_starting_is_discarded(tmp_path, monkeypatch):
+    """A crash while a new segment's header is written leaves only a temporary file."""
+    monkeypatch.setattr(walmod, "SEGMENT_BYTES", 1024)
+    w = WAL.create(str(tmp_path), META)
+    w.save_and_sync(None, _entries(1, 30))
+    w.close()
+    segments = _segment_paths(tmp_path)
+    with open(os.path.join(tmp_path, "0000000000000099-0000000000000031.wal.tmp"), "wb") as f:
+        f.write(b"\x05\x00")  # the first bytes of a header, then the crash
+    w, read = WAL.open(str(tmp_path))
+    assert read.entries == _entries(1, 30)
+    assert _segment_paths(tmp_path) == segments
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+    w.close()
