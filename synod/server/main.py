@@ -7,6 +7,7 @@ data in ./default.synod. SIGTERM or SIGINT stops it cleanly.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -59,6 +60,9 @@ async def serve(cfg: ServerConfig) -> None:
         ensure_free(address)
     etcd = EtcdServer(cfg)
     await etcd.start()
+    # The key index rebuilt at start is long-lived and free of reference cycles: keep the
+    # cyclic GC from walking it on every full collection (a pause of ~0.4 s per million keys).
+    gc.freeze()
     dispatcher = build_dispatcher(etcd)
     frontends = FrontEnds(cfg.frontend_procs, addresses, cfg.max_request_bytes)
     grpc_server = build_server(
