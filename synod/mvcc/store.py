@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from synod.api.mvccpb.kv_pb2 import KeyValue
 from synod.backend import backend as bk
@@ -54,9 +55,22 @@ class Change:
     kv: KeyValue
 
 
+class LeaseAttacher(Protocol):
+    """What the store needs of the lessor: which lease a key is attached to, and changing that."""
+
+    def exists(self, lease_id: int) -> bool: ...
+
+    def lease_of(self, key: bytes) -> int: ...
+
+    def attach(self, lease_id: int, key: bytes) -> None: ...
+
+    def detach(self, key: bytes) -> None: ...
+
+
 class KVStore:
-    def __init__(self, backend: bk.Backend) -> None:
+    def __init__(self, backend: bk.Backend, lessor: LeaseAttacher | None = None) -> None:
         self.backend = backend
+        self.lessor = lessor
         self.index = TreeIndex()
         self.current_rev = 1
         self.compact_main_rev = -1
@@ -113,14 +127,21 @@ class KVStore:
     def _restore(self) -> int | None:
         """Rebuild the index from the backend; returns a compaction left unfinished."""
         current = 1
+        leases: dict[bytes, int] = {}  # the lease of each live key's last put
         for key, value in self.backend.items(bk.KEY):
             rev = bytes_to_rev(key)
             kv = KeyValue.FromString(value)
             if is_tombstone(key):
                 self.index.restore_tombstone(kv.key, rev)
+                leases.pop(kv.key, None)
             else:
                 self.index.restore(kv.key, (kv.create_revision, 0), rev, kv.version)
+                leases[kv.key] = kv.lease
             current = rev[0]
+        if self.lessor is not None:
+            for key, lease_id in leases.items():
+                if lease_id and self.lessor.exists(lease_id):
+                    self.lessor.attach(lease_id, key)
         scheduled = meta.get_int(self.backend, meta.SCHEDULED_COMPACT_REV)
         finished = meta.get_int(self.backend, meta.FINISHED_COMPACT_REV)
         if scheduled is not None:
@@ -194,12 +215,12 @@ class TxnWrite(TxnRead):
 
     def put(self, key: bytes, value: bytes, lease: int) -> int:
         rev = self.rev + 1
-        created, ver = rev, 0
+        created, ver, existed = rev, 0, True
         try:
             _, created_rev, ver = self.store.index.get(key, rev)
             created = created_rev[0]
         except RevisionNotFound:
-            pass
+            existed = False
         idx_rev = (rev, len(self.changes))
         kv = KeyValue(
             key=key, value=value, create_revision=created, mod_revision=rev, version=ver + 1, lease=lease
@@ -207,6 +228,12 @@ class TxnWrite(TxnRead):
         self.store.backend.put(bk.KEY, rev_to_bytes(*idx_rev), kv.SerializeToString())
         self.store.index.put(key, idx_rev)
         self.changes.append(Change(PUT, kv))
+        lessor = self.store.lessor
+        if lessor is not None:
+            if existed:
+                lessor.detach(key)
+            if lease:
+                lessor.attach(lease, key)
         return rev
 
     def delete_range(self, key: bytes, end: bytes | None) -> tuple[int, int]:
@@ -225,6 +252,8 @@ class TxnWrite(TxnRead):
         self.store.index.tombstone(key, idx_rev)
         kv.mod_revision = idx_rev[0]
         self.changes.append(Change(DELETE, kv))
+        if self.store.lessor is not None:
+            self.store.lessor.detach(key)
 
     def end(self) -> int:
         """Finish the transaction; returns the store's revision after it."""

@@ -18,6 +18,7 @@ from typing import Any
 from synod import rpctypes
 from synod.api.etcdserverpb import rpc_pb2 as pb
 from synod.api.mvccpb.kv_pb2 import KeyValue
+from synod.lease.lessor import Lessor
 from synod.mvcc.store import KVStore, TxnRead, TxnWrite
 from synod.rpctypes import RPCError
 
@@ -61,9 +62,10 @@ def is_txn_serializable(r: pb.TxnRequest) -> bool:
 
 
 class Applier:
-    def __init__(self, store: KVStore, lease_exists: Callable[[int], bool] = lambda _id: False) -> None:
+    def __init__(self, store: KVStore, lessor: Lessor) -> None:
         self.store = store
-        self._lease_exists = lease_exists
+        self.lessor = lessor
+        self._lease_exists = lessor.exists
 
     # -- single requests ------------------------------------------------------
 
@@ -276,3 +278,32 @@ def _compare_kv(c: pb.Compare, kv: KeyValue) -> bool:
     if c.result == pb.Compare.LESS:
         return bool(actual < expected)
     return True
+
+
+class LeaseApplier:
+    """Applying lease requests: grant, revoke (deleting the keys in one revision), checkpoint."""
+
+    def __init__(self, store: KVStore, lessor: Lessor) -> None:
+        self.store = store
+        self.lessor = lessor
+
+    def grant(self, r: pb.LeaseGrantRequest) -> pb.LeaseGrantResponse:
+        lease = self.lessor.grant(r.ID, r.TTL)
+        return pb.LeaseGrantResponse(ID=lease.id, TTL=lease.ttl)
+
+    def revoke(self, r: pb.LeaseRevokeRequest) -> pb.LeaseRevokeResponse:
+        lease = self.lessor.lookup(r.ID)
+        if lease is None:
+            raise RPCError(rpctypes.LEASE_NOT_FOUND)
+        txn = self.store.write()
+        for key in sorted(lease.keys):
+            txn.delete_range(key, None)
+        self.lessor.remove(r.ID)
+        resp = pb.LeaseRevokeResponse()
+        resp.header.revision = txn.end()
+        return resp
+
+    def checkpoint(self, r: pb.LeaseCheckpointRequest) -> pb.LeaseCheckpointResponse:
+        for cp in r.checkpoints:
+            self.lessor.checkpoint(cp.ID, cp.remaining_TTL)
+        return pb.LeaseCheckpointResponse()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -29,6 +30,13 @@ class ServerConfig:
     # How often applied state is committed (fsynced) to the backend, and after how many writes at most.
     backend_batch_interval: float = 0.1
     backend_batch_limit: int = 10_000
+    # Raft timing (flags arrive with the Raft issue); they set the minimum lease TTL, as in etcd.
+    heartbeat_interval: float = 0.1
+    election_timeout: float = 1.0
+    # etcd's --experimental-enable-lease-checkpoint: the primary logs leases' remaining TTLs
+    # every lease_checkpoint_interval, so a restart or new leader does not give them a full TTL.
+    lease_checkpoint: bool = False
+    lease_checkpoint_interval: float = 300.0
     # Under a high write rate, wait this long before each WAL write so that more writers share it
     # (see synod/raft/single.py); 0 disables the window.
     commit_window: float = 0.005
@@ -39,6 +47,12 @@ class ServerConfig:
     def __post_init__(self) -> None:
         if not self.data_dir:
             self.data_dir = f"{self.name}.synod"
+
+    @property
+    def min_lease_ttl(self) -> int:
+        """etcd's minimum lease TTL: 1.5 election timeouts, in whole ticks, rounded up to seconds."""
+        election_ticks = max(1, round(self.election_timeout / self.heartbeat_interval))
+        return math.ceil((3 * election_ticks // 2) * self.heartbeat_interval)
 
     @property
     def member_dir(self) -> str:

@@ -21,7 +21,7 @@ import logging
 import os
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 from synod import rpctypes
@@ -29,11 +29,12 @@ from synod.api.etcdserverpb import rpc_pb2 as pb
 from synod.api.etcdserverpb.raft_internal_pb2 import InternalRaftRequest
 from synod.backend import meta
 from synod.backend.backend import Backend
+from synod.lease.lessor import Lessor
 from synod.mvcc.store import ErrCompacted, ErrFutureRev, KVStore
 from synod.raft.single import SingleNode
 from synod.rpctypes import RPCError
 from synod.server import ids
-from synod.server.apply import Applier, is_txn_readonly, is_txn_serializable
+from synod.server.apply import Applier, LeaseApplier, is_txn_readonly, is_txn_serializable
 from synod.server.config import ServerConfig
 from synod.server.wait import AppliedWait, Wait
 from synod.wal.wal import WAL, Entry, HardState, ReadResult, WALCorrupt
@@ -41,6 +42,9 @@ from synod.wal.wal import WAL, Entry, HardState, ReadResult, WALCorrupt
 log = logging.getLogger("synod.server")
 
 _IDENTITY = struct.Struct(">QQ")  # WAL metadata: member ID, cluster ID
+LEASE_LOOP_INTERVAL = 0.5  # seconds between looks for expired leases (etcd's)
+LEASE_REVOKE_BATCH = 500  # revocations proposed per look (etcd: half its revoke rate of 1000/s)
+LEASE_CHECKPOINT_BATCH = 1000
 
 
 class DataDirError(Exception):
@@ -70,13 +74,22 @@ def _lock_data_dir(path: str) -> int:
 
 
 class EtcdServer:
-    def __init__(self, cfg: ServerConfig, *, now: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        cfg: ServerConfig,
+        *,
+        now: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``now`` is wall time (request IDs); ``clock`` is monotonic time (lease expiry)."""
         self.cfg = cfg
         self._now = now
+        self._clock = clock
         self._wait = Wait()
         self._applied = AppliedWait()
         self._tasks: list[asyncio.Task[None]] = []
         self._compactions: asyncio.Queue[tuple[Iterator[None], asyncio.Future[None]]] = asyncio.Queue()
+        self._background: set[asyncio.Task[Any]] = set()
         self._stopped = True
         self._broken = False  # applying an entry failed: the backend must not be committed again
         self.member_id = 0
@@ -89,8 +102,15 @@ class EtcdServer:
         read = self._open_storage()
         self._ids = ids.IDGenerator(self.member_id, int(self._now() * 1000))
         try:
-            self.store = KVStore(self.backend)
-            self.applier = Applier(self.store)
+            self.lessor = Lessor(
+                self.backend,
+                min_ttl=cfg.min_lease_ttl,
+                clock=self._clock,
+                checkpoint_interval=cfg.lease_checkpoint_interval if cfg.lease_checkpoint else None,
+            )
+            self.store = KVStore(self.backend, self.lessor)
+            self.applier = Applier(self.store, self.lessor)
+            self.lease_applier = LeaseApplier(self.store, self.lessor)
             if read is not None:
                 replay = [e for e in read.entries if e.index > self._consistent_index]
                 if replay:
@@ -110,6 +130,7 @@ class EtcdServer:
             window=cfg.commit_window,
             busy_rate=cfg.commit_busy_rate,
         )
+        self.lessor.promote()  # a single member is always the primary
         self._stopped = False
         node_task = asyncio.create_task(self.node.run(self._apply), name="raft-node")
         node_task.add_done_callback(self._node_done)
@@ -117,6 +138,7 @@ class EtcdServer:
             node_task,
             asyncio.create_task(self._backend_commit_loop(), name="backend-commit"),
             asyncio.create_task(self._compaction_loop(), name="compaction"),
+            asyncio.create_task(self._lease_loop(), name="leases"),
         ]
         log.info(
             "member %016x of cluster %016x started at revision %d (data dir %s)",
@@ -195,9 +217,9 @@ class EtcdServer:
         await self.node.stop()
         node_task, *others = self._tasks
         (node_result,) = await asyncio.gather(node_task, return_exceptions=True)
-        for t in others:
+        for t in (*others, *self._background):
             t.cancel()
-        await asyncio.gather(*others, return_exceptions=True)
+        await asyncio.gather(*others, *self._background, return_exceptions=True)
         self._wait.fail_all(RPCError(rpctypes.STOPPED))
         # If the log failed (a bug, or a disk error), the last batch may be half applied: keep
         # the backend as last committed and let the WAL replay it at the next start.
@@ -256,6 +278,43 @@ class EtcdServer:
         resp.header.revision = self.store.current_rev
         return resp  # type: ignore[no-any-return]
 
+    async def lease_grant(self, r: pb.LeaseGrantRequest) -> pb.LeaseGrantResponse:
+        while r.ID == 0:
+            r.ID = self._ids.next() & ((1 << 63) - 1)  # only positive IDs, as etcd
+        resp: pb.LeaseGrantResponse = await self._propose(InternalRaftRequest(lease_grant=r))
+        return resp
+
+    async def lease_revoke(self, r: pb.LeaseRevokeRequest) -> pb.LeaseRevokeResponse:
+        resp: pb.LeaseRevokeResponse = await self._propose(InternalRaftRequest(lease_revoke=r))
+        return resp
+
+    def lease_renew(self, lease_id: int) -> int:
+        """Keep a lease alive (on the primary, not logged); returns its TTL. Raises LEASE_NOT_FOUND."""
+        if self._stopped:
+            raise RPCError(rpctypes.STOPPED)
+        ttl, clear_checkpoint = self.lessor.renew(lease_id)
+        if clear_checkpoint:
+            # The lease runs a full TTL again: forget the checkpointed remainder everywhere.
+            cp = pb.LeaseCheckpointRequest(checkpoints=[pb.LeaseCheckpoint(ID=lease_id, remaining_TTL=0)])
+            self._spawn(self._propose(InternalRaftRequest(lease_checkpoint=cp)))
+        return ttl
+
+    def lease_time_to_live(self, r: pb.LeaseTimeToLiveRequest) -> pb.LeaseTimeToLiveResponse:
+        lease = self.lessor.lookup(r.ID)
+        if lease is None:
+            raise RPCError(rpctypes.LEASE_NOT_FOUND)
+        resp = pb.LeaseTimeToLiveResponse(
+            ID=r.ID,
+            TTL=int(lease.remaining(self._clock())),  # truncated toward zero, as Go's int64(seconds)
+            grantedTTL=lease.ttl,
+        )
+        if r.keys:
+            resp.keys.extend(sorted(lease.keys))
+        return resp
+
+    def lease_leases(self) -> pb.LeaseLeasesResponse:
+        return pb.LeaseLeasesResponse(leases=[pb.LeaseStatus(ID=lease.id) for lease in self.lessor.leases()])
+
     async def _linearizable_read(self) -> None:
         if self._stopped:
             raise RPCError(rpctypes.STOPPED)
@@ -313,6 +372,12 @@ class EtcdServer:
                     return self.applier.txn(irr.txn)
                 if irr.HasField("compaction"):
                     return self._apply_compaction(irr.compaction)
+                if irr.HasField("lease_grant"):
+                    return self.lease_applier.grant(irr.lease_grant)
+                if irr.HasField("lease_revoke"):
+                    return self.lease_applier.revoke(irr.lease_revoke)
+                if irr.HasField("lease_checkpoint"):
+                    return self.lease_applier.checkpoint(irr.lease_checkpoint)
         except RPCError as e:
             return e
         log.warning("ignoring an entry with no request this member knows (ID %x)", irr.header.ID)
@@ -340,6 +405,38 @@ class EtcdServer:
             await asyncio.sleep(self.cfg.backend_batch_interval)
             if self.backend.pending:
                 self._commit_backend()
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run a background proposal; its outcome is only logged."""
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("background proposal failed: %s", task.exception())
+
+    async def _lease_loop(self) -> None:
+        """Revoke expired leases and log due checkpoints, through the log, as etcd's lessor loop does."""
+        while True:
+            await asyncio.sleep(LEASE_LOOP_INTERVAL)
+            self.revoke_expired_leases()
+
+    def revoke_expired_leases(self) -> int:
+        """Propose the revocation of expired leases, and the due checkpoints; returns how many revocations."""
+        expired = self.lessor.expired(LEASE_REVOKE_BATCH)
+        for lease_id in expired:
+            self._spawn(self._propose(InternalRaftRequest(lease_revoke=pb.LeaseRevokeRequest(ID=lease_id))))
+        due = self.lessor.due_checkpoints(LEASE_CHECKPOINT_BATCH)
+        if due:
+            cps = [pb.LeaseCheckpoint(ID=lease_id, remaining_TTL=ttl) for lease_id, ttl in due]
+            self._spawn(
+                self._propose(
+                    InternalRaftRequest(lease_checkpoint=pb.LeaseCheckpointRequest(checkpoints=cps))
+                )
+            )
+        return len(expired)
 
     async def _compaction_loop(self) -> None:
         """Delete compacted revisions from the backend, one batch per loop turn, in order."""

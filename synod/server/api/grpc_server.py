@@ -21,6 +21,7 @@ from grpc_health.v1 import health_pb2_grpc
 from synod.rpctypes import ErrorCode, RPCError
 from synod.server.api.header import Header
 from synod.server.api.kv import KVService
+from synod.server.api.lease import LeaseService
 from synod.server.api.methods import METHODS, Dispatcher, Method, not_implemented
 from synod.server.config import GRPC_OVERHEAD_BYTES
 from synod.server.etcdserver import EtcdServer
@@ -34,6 +35,7 @@ def build_dispatcher(etcd: EtcdServer) -> Dispatcher:
     header = Header(etcd)
     handlers = {}
     handlers.update(KVService(etcd, header).handlers())
+    handlers.update(LeaseService(etcd, header).handlers())
     return Dispatcher(handlers)
 
 

@@ -1,0 +1,1 @@
+"""Leases: TTLs that keys are attached to."""

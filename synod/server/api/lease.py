@@ -1,0 +1,62 @@
+"""The Lease service: grant, revoke, time-to-live, list, and the keep-alive stream."""
+
+from __future__ import annotations
+
+from synod import rpctypes
+from synod.api.etcdserverpb import rpc_pb2 as pb
+from synod.rpctypes import RPCError
+from synod.server.api.header import Header
+from synod.server.api.methods import UnaryHandler
+from synod.server.etcdserver import EtcdServer
+
+
+class LeaseService:
+    def __init__(self, server: EtcdServer, header: Header) -> None:
+        self._server = server
+        self._header = header
+
+    def handlers(self) -> dict[str, UnaryHandler]:
+        return {
+            "/etcdserverpb.Lease/LeaseGrant": self.grant,
+            "/etcdserverpb.Lease/LeaseRevoke": self.revoke,
+            "/etcdserverpb.Lease/LeaseTimeToLive": self.time_to_live,
+            "/etcdserverpb.Lease/LeaseLeases": self.leases,
+        }
+
+    async def grant(self, request: pb.LeaseGrantRequest) -> pb.LeaseGrantResponse:
+        resp = await self._server.lease_grant(request)
+        self._header.fill(resp.header)
+        return resp
+
+    async def revoke(self, request: pb.LeaseRevokeRequest) -> pb.LeaseRevokeResponse:
+        resp = await self._server.lease_revoke(request)
+        self._header.fill(resp.header)
+        return resp
+
+    async def time_to_live(self, request: pb.LeaseTimeToLiveRequest) -> pb.LeaseTimeToLiveResponse:
+        try:
+            resp = self._server.lease_time_to_live(request)
+        except RPCError as e:
+            if e.error is not rpctypes.LEASE_NOT_FOUND:
+                raise
+            resp = pb.LeaseTimeToLiveResponse(ID=request.ID, TTL=-1)  # etcd answers, not fails
+        self._header.fill(resp.header)
+        return resp
+
+    async def leases(self, request: pb.LeaseLeasesRequest) -> pb.LeaseLeasesResponse:
+        resp = self._server.lease_leases()
+        self._header.fill(resp.header)
+        return resp
+
+    def keep_alive_response(self, request: pb.LeaseKeepAliveRequest) -> pb.LeaseKeepAliveResponse:
+        """Renew one lease: TTL 0 if it is unknown or expired, as etcd answers."""
+        resp = pb.LeaseKeepAliveResponse(ID=request.ID)
+        # The header is taken before the renewal, as etcd does: a keep-alive that succeeded
+        # is then never reported at a revision after the lease's revocation.
+        self._header.fill(resp.header)
+        try:
+            resp.TTL = self._server.lease_renew(request.ID)
+        except RPCError as e:
+            if e.error is not rpctypes.LEASE_NOT_FOUND:
+                raise
+        return resp
