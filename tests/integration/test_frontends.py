@@ -57,8 +57,9 @@ def test_every_connection_gets_the_members_answers(synod3):
             assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert err.value.details() == "etcdserver: key is not provided"
             with pytest.raises(grpc.RpcError) as err:
-                rpc_pb2_grpc.LeaseStub(ch).LeaseGrant(pb.LeaseGrantRequest(TTL=5))
-            assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+                rpc_pb2_grpc.LeaseStub(ch).LeaseRevoke(pb.LeaseRevokeRequest(ID=12345))
+            assert err.value.code() == grpc.StatusCode.NOT_FOUND
+            assert err.value.details() == "etcdserver: requested lease not found"
         # One member orders every write, whichever process took the connection.
         assert revisions == list(range(2, 2 + CONNECTIONS))
         got = rpc_pb2_grpc.KVStub(channels[-1]).Range(pb.RangeRequest(key=b"k", range_end=b"l"))
