@@ -17,27 +17,39 @@ import logging
 import os
 import secrets
 import signal
+import struct
 import sys
+from collections.abc import AsyncIterator
 from functools import partial
 from typing import Any
 
 import grpc
 import uvloop
 
+from synod.rpctypes import RPCError
 from synod.server.api.grpc_server import (
     HandlerFactory,
     build_server,
+    raw_stream_handler,
     raw_unary_handler,
     receive_limit,
-    unimplemented_handler,
 )
-from synod.server.api.methods import Dispatcher, Method
-from synod.server.relay import FrontEndSide, connect_front_end_side, serve_member_side
+from synod.server.api.methods import Dispatcher, Method, StreamWrite
+from synod.server.relay import (
+    CANCEL,
+    CREDIT,
+    HALF_CLOSE,
+    MSG,
+    FrontEndSide,
+    connect_front_end_side,
+    serve_member_side,
+)
 
 log = logging.getLogger("synod.frontend")
 
 _SECRET_ENV = "SYNOD_RELAY_SECRET"
 _RESTART_DELAY = 1.0
+_ONE_CREDIT = struct.pack(">I", 1)
 
 
 def _socket_address(name: str) -> str:
@@ -46,15 +58,45 @@ def _socket_address(name: str) -> str:
 
 
 def relay_handlers(relay: FrontEndSide, max_request_bytes: int) -> HandlerFactory:
+    """Relay every method to the member; bytes pass through untouched, the member parses them."""
     limit = receive_limit(max_request_bytes)
 
     def factory(method: Method) -> grpc.RpcMethodHandler[Any, Any]:
-        if not method.unary:
-            return unimplemented_handler(method)
-        # Bytes pass through untouched: the member parses them.
-        return raw_unary_handler(partial(relay.call, method.id), limit)
+        if method.unary:
+            return raw_unary_handler(partial(relay.call, method.id), limit)
+        return raw_stream_handler(method, partial(_relay_stream, relay, method.id), limit)
 
     return factory
+
+
+async def _relay_stream(
+    relay: FrontEndSide, method_id: int, requests: AsyncIterator[bytes], write: StreamWrite
+) -> None:
+    """Carry one stream between a gRPC client and the member, writing what the member sends."""
+    call_id, incoming = relay.open_stream(method_id)
+
+    async def pump_requests() -> None:
+        try:
+            async for request in requests:
+                relay.stream_frame(MSG, call_id, method_id, request)
+            relay.stream_frame(HALF_CLOSE, call_id, method_id)
+        except RPCError as e:  # a request over the size limit
+            incoming.put_nowait(e)
+
+    pump = asyncio.create_task(pump_requests())
+    ended = False
+    try:
+        while (item := await incoming.get()) is not None:
+            if isinstance(item, RPCError):
+                ended = True
+                raise item
+            await write(item)
+            relay.stream_frame(CREDIT, call_id, method_id, _ONE_CREDIT)
+        ended = True
+    finally:
+        pump.cancel()
+        if not ended:
+            relay.stream_frame(CANCEL, call_id, method_id)
 
 
 class FrontEnds:

@@ -22,7 +22,7 @@ from synod.rpctypes import ErrorCode, RPCError
 from synod.server.api.header import Header
 from synod.server.api.kv import KVService
 from synod.server.api.lease import LeaseService
-from synod.server.api.methods import METHODS, Dispatcher, Method, not_implemented
+from synod.server.api.methods import METHODS, Dispatcher, Method, StreamHandler, not_implemented
 from synod.server.config import GRPC_OVERHEAD_BYTES
 from synod.server.etcdserver import EtcdServer
 
@@ -33,10 +33,9 @@ HandlerFactory = Callable[[Method], "grpc.RpcMethodHandler[Any, Any]"]
 
 def build_dispatcher(etcd: EtcdServer) -> Dispatcher:
     header = Header(etcd)
-    handlers = {}
-    handlers.update(KVService(etcd, header).handlers())
-    handlers.update(LeaseService(etcd, header).handlers())
-    return Dispatcher(handlers)
+    kv = KVService(etcd, header)
+    lease = LeaseService(etcd, header)
+    return Dispatcher({**kv.handlers(), **lease.handlers()}, lease.streams())
 
 
 def receive_limit(max_request_bytes: int) -> int:
@@ -108,14 +107,46 @@ def raw_unary_handler(
     return grpc.unary_unary_rpc_method_handler(unary)
 
 
+async def _checked(requests: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+    async for request in requests:
+        check_message_size(request, limit)
+        yield request
+
+
+async def _one(request: bytes) -> AsyncIterator[bytes]:
+    yield request
+
+
+def raw_stream_handler(method: Method, serve: StreamHandler, limit: int) -> grpc.RpcMethodHandler[Any, Any]:
+    """A streaming method on raw bytes: ``serve(requests, write)``; RPCError ends it with that status."""
+
+    async def run(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        try:
+            await serve(_checked(requests, limit), context.write)
+        except RPCError as e:
+            await context.abort(e.code, e.message)
+
+    async def unary_request(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        await run(_one(request), context)
+
+    if method.client_streaming:
+        return grpc.stream_stream_rpc_method_handler(run)
+    return grpc.unary_stream_rpc_method_handler(unary_request)
+
+
 def dispatcher_handlers(dispatcher: Dispatcher, max_request_bytes: int) -> HandlerFactory:
     """Serve methods in this process, on raw bytes as relayed calls are served."""
     limit = receive_limit(max_request_bytes)
 
     def factory(method: Method) -> grpc.RpcMethodHandler[Any, Any]:
-        if dispatcher.handler(method) is None or not method.unary:
+        if method.unary:
+            if dispatcher.handler(method) is None:
+                return unimplemented_handler(method)
+            return raw_unary_handler(partial(dispatcher.call_bytes, method), limit)
+        serve = dispatcher.stream_handler(method)
+        if serve is None:
             return unimplemented_handler(method)
-        return raw_unary_handler(partial(dispatcher.call_bytes, method), limit)
+        return raw_stream_handler(method, serve, limit)
 
     return factory
 

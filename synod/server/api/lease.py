@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from synod import rpctypes
 from synod.api.etcdserverpb import rpc_pb2 as pb
 from synod.rpctypes import RPCError
 from synod.server.api.header import Header
-from synod.server.api.methods import UnaryHandler
+from synod.server.api.methods import StreamHandler, StreamWrite, UnaryHandler
 from synod.server.etcdserver import EtcdServer
 
 
@@ -47,6 +49,15 @@ class LeaseService:
         resp = self._server.lease_leases()
         self._header.fill(resp.header)
         return resp
+
+    def streams(self) -> dict[str, StreamHandler]:
+        return {"/etcdserverpb.Lease/LeaseKeepAlive": self.keep_alive}
+
+    async def keep_alive(self, requests: AsyncIterator[bytes], write: StreamWrite) -> None:
+        """One response per request, in order, until the client closes its side."""
+        async for raw in requests:
+            response = self.keep_alive_response(pb.LeaseKeepAliveRequest.FromString(raw))
+            await write(response.SerializeToString())
 
     def keep_alive_response(self, request: pb.LeaseKeepAliveRequest) -> pb.LeaseKeepAliveResponse:
         """Renew one lease: TTL 0 if it is unknown or expired, as etcd answers."""

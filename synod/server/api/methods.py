@@ -1,15 +1,16 @@
 """Every RPC of etcd's API, read from the generated descriptors, and the table that serves them.
 
 A ``Method`` is one RPC: its full gRPC path, message classes and streaming
-shape. ``Dispatcher`` maps the implemented unary methods to their handlers
-(``async (request) -> response``, raising ``RPCError``); a method without a
-handler answers ``UNIMPLEMENTED``. The in-process gRPC server and the relay
+shape. ``Dispatcher`` maps the implemented methods to their handlers (unary:
+``async (request) -> response``; streaming: see ``StreamHandler``), which raise
+``RPCError`` for an error status; a method without a handler answers
+``UNIMPLEMENTED``. The in-process gRPC server and the relay
 from front-end processes both serve through it, so they can't disagree.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,11 @@ from synod.rpctypes import ErrorCode, RPCError
 _FILES: tuple[FileDescriptor, ...] = (rpc_pb2.DESCRIPTOR, v3lock_pb2.DESCRIPTOR, v3election_pb2.DESCRIPTOR)
 
 UnaryHandler = Callable[[Any], Awaitable[Message]]
+StreamWrite = Callable[[bytes], Awaitable[None]]
+# A streaming method: raw request messages in (one for a server-streaming method), raw
+# responses out through ``write`` (which waits while the client is not reading); it returns
+# to end the stream with OK, or raises RPCError to end it with that status.
+StreamHandler = Callable[[AsyncIterator[bytes], StreamWrite], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,14 +81,22 @@ def not_implemented(method: Method) -> RPCError:
 
 
 class Dispatcher:
-    def __init__(self, handlers: dict[str, UnaryHandler]) -> None:
-        unknown = set(handlers) - set(BY_PATH)
-        if unknown:
-            raise ValueError(f"handlers for methods etcd does not have: {sorted(unknown)}")
+    def __init__(
+        self, handlers: dict[str, UnaryHandler], streams: dict[str, StreamHandler] | None = None
+    ) -> None:
+        streams = streams or {}
+        for paths, unary in ((handlers, True), (streams, False)):
+            wrong = [p for p in paths if p not in BY_PATH or BY_PATH[p].unary != unary]
+            if wrong:
+                raise ValueError(f"handlers that do not fit etcd's methods: {sorted(wrong)}")
         self._handlers: list[UnaryHandler | None] = [handlers.get(m.path) for m in METHODS]
+        self._streams: list[StreamHandler | None] = [streams.get(m.path) for m in METHODS]
 
     def handler(self, method: Method) -> UnaryHandler | None:
         return self._handlers[method.id]
+
+    def stream_handler(self, method: Method) -> StreamHandler | None:
+        return self._streams[method.id]
 
     async def call(self, method: Method, request: Message) -> Message:
         handler = self._handlers[method.id]
