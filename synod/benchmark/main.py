@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
+from synod.benchmark.lease import LeaseKeepAliveRequests
 from synod.benchmark.load import (
     LoadError,
     LoadResult,
@@ -27,6 +28,7 @@ from synod.benchmark.load import (
 from synod.benchmark.put import Compactor, PutRequests, check_key_size, hashkv_summary
 from synod.benchmark.range import RangeRequests
 from synod.benchmark.report import compute_stats, format_report, time_series
+from synod.benchmark.watch_latency import WatchLatencySpec, run_watch_latency
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -165,13 +167,35 @@ def cli(ctx: click.Context, /, **opts: Any) -> None:
     ctx.obj = GlobalOptions(**opts)
 
 
+def _endpoints(opts: GlobalOptions) -> list[str]:
+    """The endpoints to connect to: the leader's only with ``--target-leader``."""
+    if opts.target_leader:
+        return find_leader_endpoints(opts.endpoints, opts.dial_timeout or 5.0)
+    return opts.endpoints
+
+
+def _report(opts: GlobalOptions, result: LoadResult) -> str:
+    """etcd's report text for a run's result."""
+    stats = compute_stats(result.latencies_ns, result.total_ns, result.errors)
+    series = (
+        time_series(zip(result.starts_unix_ns, result.latencies_ns, strict=True)) if opts.sample else None
+    )
+    return format_report(stats, opts.precise, series)
+
+
+def _measure(run: Callable[[], LoadResult]) -> LoadResult:
+    """Run a load; if it cannot run, say why and exit 1."""
+    try:
+        return run()
+    except LoadError as err:
+        print(err, file=sys.stderr)
+        raise SystemExit(1) from None
+
+
 def _run(opts: GlobalOptions, requests: Requests, total: int, rate: int) -> tuple[LoadResult, str]:
     """Run the load and return its result with etcd's report text."""
-    endpoints = opts.endpoints
-    if opts.target_leader:
-        endpoints = find_leader_endpoints(endpoints, opts.dial_timeout or 5.0)
     spec = LoadSpec(
-        endpoints=endpoints,
+        endpoints=_endpoints(opts),
         conns=opts.conns,
         clients=opts.clients,
         procs=opts.procs or default_procs(),
@@ -181,16 +205,8 @@ def _run(opts: GlobalOptions, requests: Requests, total: int, rate: int) -> tupl
         dial_timeout=opts.dial_timeout,
         sample=opts.sample,
     )
-    try:
-        result = run_load(spec)
-    except LoadError as err:
-        print(err, file=sys.stderr)
-        raise SystemExit(1) from None
-    stats = compute_stats(result.latencies_ns, result.total_ns, result.errors)
-    series = (
-        time_series(zip(result.starts_unix_ns, result.latencies_ns, strict=True)) if opts.sample else None
-    )
-    return result, format_report(stats, opts.precise, series)
+    result = _measure(lambda: run_load(spec))
+    return result, _report(opts, result)
 
 
 @cli.command("put")
@@ -288,6 +304,70 @@ def range_cmd(
     requests = RangeRequests(os.fsencode(key), os.fsencode(end), serializable=consistency == "s")
     _, text = _run(opts, requests, total, rate)
     sys.stdout.write(text)
+
+
+@cli.command("lease-keepalive")
+@click.option(
+    "--total",
+    type=click.IntRange(min=0),
+    default=10000,
+    show_default=True,
+    help="Total number of lease keepalive requests",
+)
+@global_options(in_command=True)
+@click.pass_context
+def lease_keepalive_cmd(ctx: click.Context, /, total: int, **global_opts: Any) -> None:
+    """Benchmark lease keepalive."""
+    opts = _merged(ctx, global_opts)
+    _, text = _run(opts, LeaseKeepAliveRequests(), total, 0)
+    sys.stdout.write(text)
+
+
+@cli.command("watch-latency")
+@click.option(
+    "--total",
+    type=click.IntRange(min=0),
+    default=10000,
+    show_default=True,
+    help="Total number of put requests",
+)
+@click.option(
+    "--put-rate",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="Number of keys to put per second (0 is no limit)",
+)
+@click.option(
+    "--key-size", type=click.IntRange(min=0), default=32, show_default=True, help="Key size of watch response"
+)
+@click.option(
+    "--val-size",
+    type=click.IntRange(min=0),
+    default=32,
+    show_default=True,
+    help="Value size of watch response",
+)
+@global_options(in_command=True)
+@click.pass_context
+def watch_latency_cmd(
+    ctx: click.Context, /, total: int, put_rate: int, key_size: int, val_size: int, **global_opts: Any
+) -> None:
+    """Benchmark watch latency: from a put's acknowledgement to each watcher's event."""
+    opts = _merged(ctx, global_opts)
+    spec = WatchLatencySpec(
+        endpoints=_endpoints(opts),
+        conns=opts.conns,
+        clients=opts.clients,
+        procs=opts.procs or default_procs(),
+        total=total,
+        put_rate=put_rate,
+        key=os.urandom(key_size),
+        value=os.urandom(val_size),
+        dial_timeout=opts.dial_timeout,
+    )
+    result = _measure(lambda: run_watch_latency(spec))
+    sys.stdout.write(_report(opts, result))
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from synod.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+from synod.benchmark.load import UnaryRequests
 from synod.benchmark.report import go_duration
 
 PUT_METHOD = "/etcdserverpb.KV/Put"
@@ -50,7 +51,7 @@ def sequential_key(index: int, key_size: int, key_space_size: int) -> bytes:
 
 
 @dataclass
-class PutRequests:
+class PutRequests(UnaryRequests):
     """Serialized PutRequests: ``index`` -> key (sequential, or random in the key space), one value."""
 
     key_size: int

@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from synod.api.etcdserverpb import rpc_pb2
+from synod.benchmark.load import UnaryRequests
 
 RANGE_METHOD = "/etcdserverpb.KV/Range"
 
 
 @dataclass
-class RangeRequests:
+class RangeRequests(UnaryRequests):
     """One serialized RangeRequest for ``[key, end)`` (just ``key`` if ``end`` is empty), sent every time."""
 
     key: bytes

@@ -15,7 +15,7 @@ Revisions below ``compact_main_rev`` have been compacted and can't be read.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -47,12 +47,25 @@ class RangeResult:
     rev: int
 
 
-@dataclass(slots=True)
 class Change:
-    """One change of a write transaction (a watch event to be)."""
+    """One change of a write transaction: a watch event to be.
 
-    type: int  # PUT or DELETE
-    kv: KeyValue
+    ``kv_bytes`` is the serialized ``kv`` (for a put, the very bytes stored in
+    the backend), and the watch service caches the encoded event on the change,
+    so an event is serialized once however many watchers receive it.
+    """
+
+    __slots__ = ("event_bytes", "kv", "kv_bytes", "prev_event_bytes", "type")
+
+    def __init__(self, type: int, kv: KeyValue, kv_bytes: bytes) -> None:
+        self.type = type  # PUT or DELETE
+        self.kv = kv
+        self.kv_bytes = kv_bytes
+        self.event_bytes: bytes | None = None  # the encoded mvccpb.Event, without prev_kv
+        self.prev_event_bytes: bytes | None = None  # ... and with prev_kv, once a watcher needed it
+
+    def __repr__(self) -> str:
+        return f"Change({'PUT' if self.type == PUT else 'DELETE'}, {self.kv.key!r}@{self.kv.mod_revision})"
 
 
 class LeaseAttacher(Protocol):
@@ -71,6 +84,8 @@ class KVStore:
     def __init__(self, backend: bk.Backend, lessor: LeaseAttacher | None = None) -> None:
         self.backend = backend
         self.lessor = lessor
+        # Called with (revision, changes) when a write transaction that changed something ends.
+        self.on_commit: Callable[[int, list[Change]], None] | None = None
         self.index = TreeIndex()
         self.current_rev = 1
         self.compact_main_rev = -1
@@ -225,9 +240,10 @@ class TxnWrite(TxnRead):
         kv = KeyValue(
             key=key, value=value, create_revision=created, mod_revision=rev, version=ver + 1, lease=lease
         )
-        self.store.backend.put(bk.KEY, rev_to_bytes(*idx_rev), kv.SerializeToString())
+        raw = kv.SerializeToString()
+        self.store.backend.put(bk.KEY, rev_to_bytes(*idx_rev), raw)
         self.store.index.put(key, idx_rev)
-        self.changes.append(Change(PUT, kv))
+        self.changes.append(Change(PUT, kv, raw))
         lessor = self.store.lessor
         if lessor is not None:
             if existed:
@@ -251,7 +267,7 @@ class TxnWrite(TxnRead):
         self.store.backend.put(bk.KEY, rev_to_bytes(*idx_rev) + b"t", kv.SerializeToString())
         self.store.index.tombstone(key, idx_rev)
         kv.mod_revision = idx_rev[0]
-        self.changes.append(Change(DELETE, kv))
+        self.changes.append(Change(DELETE, kv, kv.SerializeToString()))
         if self.store.lessor is not None:
             self.store.lessor.detach(key)
 
@@ -259,4 +275,6 @@ class TxnWrite(TxnRead):
         """Finish the transaction; returns the store's revision after it."""
         if self.changes:
             self.store.current_rev = self.rev + 1
+            if self.store.on_commit is not None:
+                self.store.on_commit(self.store.current_rev, self.changes)
         return self.store.current_rev

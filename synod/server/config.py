@@ -37,6 +37,8 @@ class ServerConfig:
     # every lease_checkpoint_interval, so a restart or new leader does not give them a full TTL.
     lease_checkpoint: bool = False
     lease_checkpoint_interval: float = 300.0
+    # etcd's --experimental-watch-progress-notify-interval.
+    watch_progress_notify_interval: float = 600.0
     # Under a high write rate, wait this long before each WAL write so that more writers share it
     # (see synod/raft/single.py); 0 disables the window.
     commit_window: float = 0.005

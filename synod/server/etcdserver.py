@@ -31,6 +31,7 @@ from synod.backend import meta
 from synod.backend.backend import Backend
 from synod.lease.lessor import Lessor
 from synod.mvcc.store import ErrCompacted, ErrFutureRev, KVStore
+from synod.mvcc.watchable_store import WatchableStore
 from synod.raft.single import SingleNode
 from synod.rpctypes import RPCError
 from synod.server import ids
@@ -45,6 +46,8 @@ _IDENTITY = struct.Struct(">QQ")  # WAL metadata: member ID, cluster ID
 LEASE_LOOP_INTERVAL = 0.5  # seconds between looks for expired leases (etcd's)
 LEASE_REVOKE_BATCH = 500  # revocations proposed per look (etcd: half its revoke rate of 1000/s)
 LEASE_CHECKPOINT_BATCH = 1000
+WATCH_SYNC_INTERVAL = 0.1  # seconds between catch-up rounds when no watcher is behind (etcd's)
+VICTIM_RETRY_INTERVAL = 0.01
 
 
 class DataDirError(Exception):
@@ -90,6 +93,9 @@ class EtcdServer:
         self._tasks: list[asyncio.Task[None]] = []
         self._compactions: asyncio.Queue[tuple[Iterator[None], asyncio.Future[None]]] = asyncio.Queue()
         self._background: set[asyncio.Task[Any]] = set()
+        self._watch_kick = asyncio.Event()
+        # Called after each round of watcher catch-up (the watch service answers progress requests).
+        self.after_watch_sync: list[Callable[[], None]] = []
         self._stopped = True
         self._broken = False  # applying an entry failed: the backend must not be committed again
         self.member_id = 0
@@ -109,6 +115,7 @@ class EtcdServer:
                 checkpoint_interval=cfg.lease_checkpoint_interval if cfg.lease_checkpoint else None,
             )
             self.store = KVStore(self.backend, self.lessor)
+            self.watchable = WatchableStore(self.store)
             self.applier = Applier(self.store, self.lessor)
             self.lease_applier = LeaseApplier(self.store, self.lessor)
             if read is not None:
@@ -139,6 +146,7 @@ class EtcdServer:
             asyncio.create_task(self._backend_commit_loop(), name="backend-commit"),
             asyncio.create_task(self._compaction_loop(), name="compaction"),
             asyncio.create_task(self._lease_loop(), name="leases"),
+            asyncio.create_task(self._watch_loop(), name="watchers"),
         ]
         log.info(
             "member %016x of cluster %016x started at revision %d (data dir %s)",
@@ -437,6 +445,32 @@ class EtcdServer:
                 )
             )
         return len(expired)
+
+    def kick_watchers(self) -> None:
+        """A watcher needs catching up: run a round now rather than at the next tick."""
+        self._watch_kick.set()
+
+    async def _watch_loop(self) -> None:
+        """Catch up unsynced watchers and retry victims (etcd's syncWatchersLoop and syncVictimsLoop)."""
+        ws = self.watchable
+        while True:
+            if ws.victims:
+                ws.move_victims()
+            progressed = ws.sync_watchers() if len(ws.unsynced) else False
+            for hook in self.after_watch_sync:
+                hook()
+            if progressed and len(ws.unsynced):
+                delay = 0.0  # catching up: go on, letting writers in between rounds
+            elif ws.victims:
+                delay = VICTIM_RETRY_INTERVAL
+            else:
+                delay = WATCH_SYNC_INTERVAL
+            self._watch_kick.clear()
+            if delay:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._watch_kick.wait(), delay)
+            else:
+                await asyncio.sleep(0)
 
     async def _compaction_loop(self) -> None:
         """Delete compacted revisions from the backend, one batch per loop turn, in order."""

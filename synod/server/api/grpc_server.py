@@ -23,6 +23,7 @@ from synod.server.api.header import Header
 from synod.server.api.kv import KVService
 from synod.server.api.lease import LeaseService
 from synod.server.api.methods import METHODS, Dispatcher, Method, StreamHandler, not_implemented
+from synod.server.api.watch import WatchService
 from synod.server.config import GRPC_OVERHEAD_BYTES
 from synod.server.etcdserver import EtcdServer
 
@@ -35,7 +36,8 @@ def build_dispatcher(etcd: EtcdServer) -> Dispatcher:
     header = Header(etcd)
     kv = KVService(etcd, header)
     lease = LeaseService(etcd, header)
-    return Dispatcher({**kv.handlers(), **lease.handlers()}, lease.streams())
+    watch = WatchService(etcd, etcd.cfg.watch_progress_notify_interval)
+    return Dispatcher({**kv.handlers(), **lease.handlers()}, {**lease.streams(), **watch.streams()})
 
 
 def receive_limit(max_request_bytes: int) -> int:
