@@ -188,7 +188,7 @@ class Client:
                     continue
                 assert isinstance(resp, response_type)
                 return resp
-            if server_error is not None and deadline is not None:
+            if server_error is not None:
                 raise server_error
             left = remaining()
             if left is not None and left <= 0:

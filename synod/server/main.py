@@ -18,6 +18,7 @@ import click
 import uvloop
 
 from synod import __version__
+from synod.ctl.duration import parse_duration, to_seconds
 from synod.server.api.grpc_server import build_dispatcher, build_server, dispatcher_handlers
 from synod.server.config import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TXN_OPS, ServerConfig
 from synod.server.etcdserver import DataDirError, EtcdServer
@@ -166,6 +167,8 @@ def main(
     max_request_bytes: int,
     max_txn_ops: int,
     log_level: str,
+    progress_interval: str,
+    lease_checkpoint: bool,
     frontend_procs: int,
 ) -> None:
     """synod: an etcd-compatible, strongly consistent key-value store."""
@@ -186,8 +189,12 @@ def main(
             max_txn_ops=max_txn_ops,
             log_level=log_level,
             frontend_procs=frontend_procs if frontend_procs >= 0 else max(0, (os.cpu_count() or 1) - 1),
+            watch_progress_notify_interval=to_seconds(parse_duration(progress_interval)),
+            lease_checkpoint=lease_checkpoint,
         )
         cfg.client_addresses()
+        if cfg.watch_progress_notify_interval <= 0:
+            raise ValueError("--experimental-watch-progress-notify-interval must be positive")
     except ValueError as e:
         raise click.BadParameter(str(e)) from e
     try:
