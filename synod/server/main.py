@@ -150,6 +150,21 @@ async def serve(cfg: ServerConfig) -> None:
     help="Configures log level.",
 )
 @click.option(
+    "--experimental-watch-progress-notify-interval",
+    "progress_interval",
+    default="10m",
+    show_default=True,
+    help="Duration of periodic watch progress notifications.",
+)
+@click.option(
+    "--experimental-enable-lease-checkpoint",
+    "lease_checkpoint",
+    is_flag=True,
+    default=False,
+    help="Enable the primary to persist lease remainingTTL periodically, so that a restart "
+    "does not give leases a full TTL again.",
+)
+@click.option(
     "--frontend-procs",
     default=-1,
     type=int,
