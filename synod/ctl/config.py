@@ -10,7 +10,7 @@ that shadows a flag given on the command line is a fatal error; any other
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -72,9 +72,15 @@ def _log_line(level: str, message: str) -> str:
     return f"{stamp} {level} | pkg/flags: {message}\n"
 
 
-def apply_environment(parsed: ParsedFlags, environ: Mapping[str, str], stderr: BinaryIO) -> None:
-    """Fill unset global flags from ETCDCTL_* variables; warn and fail as etcd's pkg/flags does."""
-    used: set[str] = set()
+def apply_environment(
+    parsed: ParsedFlags, environ: Mapping[str, str], stderr: BinaryIO, discarded: Sequence[str] = ()
+) -> None:
+    """Fill unset global flags from ETCDCTL_* variables; warn and fail as etcd's pkg/flags does.
+
+    ``discarded``: names of flags that only silence their variables (``watch``'s
+    ``watch-key`` and ``watch-range-end``: etcdctl reads those variables itself).
+    """
+    used: set[str] = {env_key(name) for name in discarded if environ.get(env_key(name), "")}
     shadowed: set[str] = set()
     for flag in sorted(GLOBAL_FLAGS, key=lambda f: f.name):
         key = env_key(flag.name)
@@ -101,7 +107,9 @@ def apply_environment(parsed: ParsedFlags, environ: Mapping[str, str], stderr: B
             stderr.write(_log_line("W", f"unrecognized environment variable {key}={value}").encode())
 
 
-def debug_dump(parsed: ParsedFlags, stderr: BinaryIO) -> None:
-    """``--debug``: every global flag as ``ETCDCTL_NAME=value``."""
-    for flag in sorted(GLOBAL_FLAGS, key=lambda f: f.name):
-        stderr.write(f"{env_key(flag.name)}={format_value(flag, parsed.value(flag.name))}\n".encode())
+def debug_dump(parsed: ParsedFlags, stderr: BinaryIO, discarded: Sequence[str] = ()) -> None:
+    """``--debug``: every global flag as ``ETCDCTL_NAME=value`` (discarded flags have no value)."""
+    lines = {flag.name: format_value(flag, parsed.value(flag.name)) for flag in GLOBAL_FLAGS}
+    lines.update({name: "" for name in discarded})
+    for name in sorted(lines):
+        stderr.write(f"{env_key(name)}={lines[name]}\n".encode())

@@ -1,6 +1,6 @@
-"""``synodctl``: an etcdctl 3.4-compatible command line client for synod (and etcd), KV commands only.
+"""``synodctl``: an etcdctl 3.4-compatible command line client for synod (and etcd).
 
-Commands: get, put, del, txn, compaction, version (and help). Flags, defaults,
+Commands: get, put, del, txn, compaction, watch, lease, version (and help). Flags, defaults,
 output and exit codes are etcdctl's. click registers and dispatches the
 commands; the command line itself is read as etcdctl's pflag reads it
 (synod.ctl.flags), because click's syntax and messages differ.
@@ -14,22 +14,19 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import BinaryIO, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import click
 
 from synod import ETCD_API_VERSION, __version__
 from synod.api.etcdserverpb import rpc_pb2 as pb
 from synod.ctl import txn_parse
-from synod.ctl.config import GLOBAL_FLAGS, GlobalOptions, apply_environment, debug_dump
+from synod.ctl.config import GLOBAL_FLAGS
 from synod.ctl.duration import to_seconds
-from synod.ctl.errors import EXIT_BAD_ARGS, EXIT_BAD_CONNECTION, EXIT_ERROR, CtlExit
+from synod.ctl.errors import EXIT_BAD_ARGS, EXIT_ERROR, CtlExit
 from synod.ctl.flags import (
-    Flag,
     FlagError,
-    ParsedFlags,
     find_command,
     help_flag,
     parse_flags,
@@ -38,7 +35,9 @@ from synod.ctl.flags import (
     without_first,
 )
 from synod.ctl.gostrconv import quote
+from synod.ctl.invocation import CommandSpec, Invocation, Streams, encode
 from synod.ctl.kv import KVClient, KVError
+from synod.ctl.lease_cmd import LEASE_HELP, SUBCOMMANDS, lease_command
 from synod.ctl.printer import Printer
 from synod.ctl.requests import (
     COMPACTION_FLAGS,
@@ -58,6 +57,10 @@ from synod.ctl.requests import (
     range_request,
 )
 from synod.ctl.usage import CommandHelp, command_usage
+from synod.ctl.watch_args import WATCH_FLAGS, WATCH_HELP
+from synod.ctl.watch_cmd import watch_command
+
+__all__ = ["Streams", "main", "run"]
 
 T = TypeVar("T")
 PROGRAM = "synodctl"
@@ -65,90 +68,37 @@ ROOT_HELP = CommandHelp(PROGRAM, PROGRAM, "An etcdctl-compatible command line cl
 HELP_HELP = CommandHelp("help", "help [command]", "Help about any command")
 
 
-@dataclass(frozen=True)
-class CommandSpec:
-    help: CommandHelp
-    flags: tuple[Flag, ...]
-
-
+# Commands by their path ("lease grant"); the root's usage lists those without a parent.
 COMMANDS = {
     "get": CommandSpec(GET_HELP, GET_FLAGS),
     "put": CommandSpec(PUT_HELP, PUT_FLAGS),
     "del": CommandSpec(DEL_HELP, DEL_FLAGS),
     "txn": CommandSpec(TXN_HELP, TXN_FLAGS),
     "compaction": CommandSpec(COMPACTION_HELP, COMPACTION_FLAGS),
+    "watch": CommandSpec(WATCH_HELP, WATCH_FLAGS),
+    "lease": CommandSpec(LEASE_HELP, ()),
+    **{f"lease {name}": CommandSpec(help, flags) for name, (help, flags) in SUBCOMMANDS.items()},
     "version": CommandSpec(VERSION_HELP, ()),
     "help": CommandSpec(HELP_HELP, ()),
 }
-
-
-@dataclass(frozen=True)
-class Streams:
-    """Where a run reads and writes (the process's own, or a test's)."""
-
-    stdin: BinaryIO
-    stdout: BinaryIO
-    stderr: BinaryIO
-    environ: Mapping[str, str]
-
-
-def _encode(text: str) -> bytes:
-    return text.encode("utf-8", "surrogateescape")
+TOP_LEVEL = [name for name in COMMANDS if " " not in name]
 
 
 def _usage(name: str | None) -> str:
     root_flags = [*GLOBAL_FLAGS, help_flag(PROGRAM)]
     if name is None:
-        helps = [spec.help for spec in COMMANDS.values()]
+        helps = [COMMANDS[n].help for n in TOP_LEVEL]
         return command_usage(None, ROOT_HELP, helps, root_flags, [], __version__, ETCD_API_VERSION)
     spec = COMMANDS[name]
-    local = [*spec.flags, help_flag(name)]
-    return command_usage(spec.help, ROOT_HELP, [], local, GLOBAL_FLAGS, __version__, ETCD_API_VERSION)
+    local = [*spec.flags, help_flag(name.split()[-1])]
+    subcommands = [c.help for path, c in COMMANDS.items() if path.startswith(name + " ")]
+    return command_usage(
+        spec.help, ROOT_HELP, subcommands, local, GLOBAL_FLAGS, __version__, ETCD_API_VERSION
+    )
 
 
-class Invocation:
-    """One command's context: its streams, and the steps every KV command takes in etcdctl's order."""
-
-    def __init__(self, streams: Streams) -> None:
-        self.streams = streams
-
-    def out(self, text: str | bytes) -> None:
-        self.streams.stdout.write(_encode(text) if isinstance(text, str) else text)
-
-    def parse(self, name: str, argv: Sequence[str]) -> ParsedFlags:
-        """The command's flags and arguments; on a flag error, etcdctl's two error lines and its usage."""
-        spec = COMMANDS[name]
-        try:
-            parsed = parse_flags(argv, [*spec.flags, *GLOBAL_FLAGS, help_flag(name)])
-        except FlagError as e:
-            self.out(_usage(name))
-            raise CtlExit(EXIT_ERROR, str(e), raw=f"Error: {e}\n\nError: {e}\n") from None
-        if parsed.get_bool("help"):
-            self.out(_usage(name))
-            raise CtlExit(0, "", raw="")
-        return parsed
-
-    @staticmethod
-    def args(parsed: ParsedFlags) -> list[bytes]:
-        return [_encode(a) for a in parsed.args]
-
-    def connect(self, parsed: ParsedFlags) -> tuple[GlobalOptions, Printer, KVClient]:
-        """Environment, --debug, output format, then a client: etcdctl's order, with its errors."""
-        apply_environment(parsed, self.streams.environ, self.streams.stderr)
-        if parsed.get_bool("debug"):
-            debug_dump(parsed, self.streams.stderr)
-        options = GlobalOptions.from_flags(parsed)
-        printer = Printer(self.streams.stdout, options.write_out, options.hex)
-        if not options.endpoints:
-            raise CtlExit(EXIT_BAD_CONNECTION, "etcdclient: no available endpoints")
-        client = KVClient(
-            options.endpoints,
-            dial_timeout=to_seconds(options.dial_timeout),
-            keepalive_time=to_seconds(options.keepalive_time),
-            keepalive_timeout=to_seconds(options.keepalive_timeout),
-            insecure=options.insecure_transport,
-        )
-        return options, printer, client
+def _invocation(streams: Streams, argv: Sequence[str]) -> Invocation:
+    return Invocation(streams, argv, COMMANDS, _usage)
 
 
 _RAW = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
@@ -176,7 +126,7 @@ def _raw_command(name: str) -> Callable[[RawCommand], click.Command]:
 def get_command(inv: Invocation, argv: tuple[str, ...]) -> None:
     parsed = inv.parse("get", argv)
     req = range_request(inv.args(parsed), parsed)
-    options, printer, client = inv.connect(parsed)
+    options, printer, client = inv.connect(parsed, KVClient, Printer)
     with client:
         resp = _rpc(lambda: client.range(req, to_seconds(options.command_timeout)))
     if parsed.get_bool("count-only") and printer.format != "fields":
@@ -192,7 +142,7 @@ def get_command(inv: Invocation, argv: tuple[str, ...]) -> None:
 def put_command(inv: Invocation, argv: tuple[str, ...]) -> None:
     parsed = inv.parse("put", argv)
     req = put_request(inv.args(parsed), parsed, inv.streams.stdin.read)
-    options, printer, client = inv.connect(parsed)
+    options, printer, client = inv.connect(parsed, KVClient, Printer)
     with client:
         resp = _rpc(lambda: client.put(req, to_seconds(options.command_timeout)))
     printer.put(resp)
@@ -202,7 +152,7 @@ def put_command(inv: Invocation, argv: tuple[str, ...]) -> None:
 def del_command(inv: Invocation, argv: tuple[str, ...]) -> None:
     parsed = inv.parse("del", argv)
     req = delete_request(inv.args(parsed), parsed)
-    options, printer, client = inv.connect(parsed)
+    options, printer, client = inv.connect(parsed, KVClient, Printer)
     with client:
         resp = _rpc(lambda: client.delete_range(req, to_seconds(options.command_timeout)))
     printer.delete(resp)
@@ -213,7 +163,7 @@ def txn_command(inv: Invocation, argv: tuple[str, ...]) -> None:
     parsed = inv.parse("txn", argv)
     if parsed.args:
         raise CtlExit(EXIT_BAD_ARGS, "txn command does not accept argument")
-    _, printer, client = inv.connect(parsed)
+    _, printer, client = inv.connect(parsed, KVClient, Printer)
     interactive = parsed.get_bool("interactive")
     reader = txn_parse.LineReader(inv.streams.stdin)
 
@@ -238,7 +188,7 @@ def txn_command(inv: Invocation, argv: tuple[str, ...]) -> None:
 def compaction_command(inv: Invocation, argv: tuple[str, ...]) -> None:
     parsed = inv.parse("compaction", argv)
     req = compaction_request(inv.args(parsed), parsed)
-    options, _, client = inv.connect(parsed)
+    options, _, client = inv.connect(parsed, KVClient, Printer)
     with client:
         _rpc(lambda: client.compact(req, to_seconds(options.command_timeout)))
     inv.out(f"compacted revision {req.revision}\n")
@@ -257,13 +207,26 @@ def help_command(inv: Invocation, argv: tuple[str, ...]) -> None:
     if not words:
         inv.out(_usage(None))
         return
-    name = find_command(words[0], list(COMMANDS))
+    name = find_command(words[0], TOP_LEVEL)
+    if name is not None and len(words) > 1:
+        sub = find_command(words[1], [p.split()[1] for p in COMMANDS if p.startswith(name + " ")])
+        name = name if sub is None else f"{name} {sub}"
     if name is None:
         topics = " ".join(f"`{w}`" if "`" not in w and w.isprintable() else quote(w) for w in parsed.args)
-        inv.streams.stderr.write(_encode(f"Unknown help topic [{topics}]\n"))
+        inv.streams.stderr.write(encode(f"Unknown help topic [{topics}]\n"))
         inv.out(_usage(None))
         return
     inv.out(_usage(name))
+
+
+@_raw_command("watch")
+def watch_command_(inv: Invocation, argv: tuple[str, ...]) -> None:
+    watch_command(inv, argv)
+
+
+@_raw_command("lease")
+def lease_command_(inv: Invocation, argv: tuple[str, ...]) -> None:
+    lease_command(inv, argv)
 
 
 def _rpc(call: Callable[[], T]) -> T:
@@ -278,7 +241,7 @@ def run(argv: Sequence[str], streams: Streams) -> int:
     try:
         _dispatch(list(argv), streams)
     except CtlExit as e:
-        streams.stderr.write(_encode(e.stderr_text()))
+        streams.stderr.write(encode(e.stderr_text()))
         return e.code
     return 0
 
@@ -291,34 +254,62 @@ def _dispatch(argv: list[str], streams: Streams) -> None:
         try:
             parse_flags(argv, root_flags)
         except FlagError as e:
-            streams.stdout.write(_encode(_usage(None)))
+            streams.stdout.write(encode(_usage(None)))
             raise CtlExit(EXIT_ERROR, str(e), raw=f"Error: {e}\n\nError: {e}\n") from None
-        streams.stdout.write(_encode(_usage(None)))
+        streams.stdout.write(encode(_usage(None)))
         return
-    name = find_command(words[0], list(COMMANDS))
+    name = find_command(words[0], TOP_LEVEL)
     if name is None:
         message = f"unknown command {quote(words[0])} for {quote(PROGRAM)}"
-        message += suggestions(words[0], [n for n in COMMANDS if n != "help"])
+        message += suggestions(words[0], [n for n in TOP_LEVEL if n != "help"])
         raw = f"Error: {message}\nRun '{PROGRAM} --help' for usage.\nError: {message}\n"
         raise CtlExit(EXIT_ERROR, message, raw=raw)
     # The leading "--" makes click pass the rest through untouched (it drops that one).
     rest = ["--", *without_first(argv, words[0])]
-    cli.main(args=[name, *rest], prog_name=PROGRAM, standalone_mode=False, obj=Invocation(streams))
+    cli.main(args=[name, *rest], prog_name=PROGRAM, standalone_mode=False, obj=_invocation(streams, argv))
+
+
+class _Interrupted(BaseException):
+    """SIGINT; not a KeyboardInterrupt, which click would turn into its Abort (and print a newline)."""
+
+
+def _on_sigint(signum: int, frame: object) -> None:
+    raise _Interrupted
 
 
 def main() -> None:
     """The console script."""
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # ignored stays ignored, as in Go
+        signal.signal(signal.SIGINT, _on_sigint)
     streams = Streams(sys.stdin.buffer, sys.stdout.buffer, sys.stderr.buffer, os.environ)
     try:
         code = run(sys.argv[1:], streams)
         sys.stdout.flush()
-    except KeyboardInterrupt:
-        code = 128 + signal.SIGINT
+    except (_Interrupted, KeyboardInterrupt):
+        _die_of_sigint()
     except BrokenPipeError:
         # The reader went away (``synodctl get ... | head``): end quietly (click does the same).
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = EXIT_ERROR
-    sys.exit(code)
+    # Exit at once, as a Go program does: no interpreter teardown, which can wait on gRPC's threads
+    # (a watch or keep-alive stream's reader).
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        pass
+    os._exit(code)
+
+
+def _die_of_sigint() -> None:
+    """End as a Go program interrupted by SIGINT does (etcdctl has no handler): killed by the signal."""
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):
+        pass
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGINT)
+    sys.exit(128 + signal.SIGINT)  # not reached
 
 
 if __name__ == "__main__":

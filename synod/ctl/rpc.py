@@ -158,7 +158,7 @@ class Client:
         *,
         retry_unavailable: bool,
     ) -> T:
-        """One unary call with failover; ``timeout`` None waits for as long as it takes (etcdctl's TODO contexts)."""
+        """One unary call with failover; ``timeout`` None: no deadline (etcdctl's context.TODO calls)."""
         deadline = None if timeout is None else time.monotonic() + timeout
 
         def remaining() -> float | None:

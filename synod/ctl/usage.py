@@ -97,12 +97,25 @@ def command_usage(
         if "[flags]" not in use:
             use += " [flags]"
         parts += ["NAME:\n", f"\t{command.name} - {command.short}\n", "\nUSAGE:\n", f"\t{use}\n"]
+        if subcommands:
+            # A command with subcommands (``lease``) lists them, as the root does.
+            parts += ["\nAPI VERSION:\n", f"\t{api_version}\n", "\n\nCOMMANDS:\n"]
+            prefix = command.name + " "
+            parts += [
+                f"\t{c.name.removeprefix(prefix)}\t{c.short}\n"
+                for c in sorted(subcommands, key=lambda c: c.name)
+            ]
         if command.long:
             parts.append("\nDESCRIPTION:\n")
             parts += [f"\t{line}\n" for line in command.long.strip("\n\t ").split("\n")]
         parts += ["\nOPTIONS:\n", etcd_flag_usages(local_flags)]
         parts += ["\nGLOBAL OPTIONS:\n", etcd_flag_usages(global_flags)]
     return tabwrite("".join(parts)) + "\n"
+
+
+def flag_defaults(flags: Sequence[Flag]) -> str:
+    """pflag's PrintDefaults text (what a bare flag set prints before failing with ErrHelp)."""
+    return _flag_usages(flags)
 
 
 def _flag_usages(flags: Sequence[Flag]) -> str:
