@@ -13,8 +13,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from synod.ctl.duration import format_duration, parse_duration
 from synod.ctl.gostrconv import parse_bool, parse_int, quote, quote_rune
+from synod.duration import format_duration, parse_duration
 
 Kind = Literal["bool", "string", "int64", "duration", "strings"]
 FlagValue = bool | str | int | list[str]

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from typing import BinaryIO, TypeVar
 
 from synod.ctl.config import GLOBAL_FLAGS, GlobalOptions, apply_environment, debug_dump
-from synod.ctl.duration import to_seconds
 from synod.ctl.errors import EXIT_BAD_CONNECTION, EXIT_ERROR, CtlExit
 from synod.ctl.flags import Flag, FlagError, ParsedFlags, help_flag, parse_flags
 from synod.ctl.printer import Printer
 from synod.ctl.rpc import Client
 from synod.ctl.usage import CommandHelp
+from synod.duration import to_seconds
 
 C = TypeVar("C", bound=Client)
 P = TypeVar("P", bound=Printer)

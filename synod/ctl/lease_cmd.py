@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from synod.ctl.config import GLOBAL_FLAGS
-from synod.ctl.duration import to_seconds
 from synod.ctl.errors import EXIT_BAD_ARGS, EXIT_BAD_CONNECTION, EXIT_ERROR, CtlExit
 from synod.ctl.flags import Flag, ParsedFlags, find_command, help_flag, strip_flags, without_first
 from synod.ctl.gostrconv import NumError, parse_int
@@ -25,6 +24,7 @@ from synod.ctl.lease import LeaseClient
 from synod.ctl.printer_lease import LeasePrinter, lease_hex
 from synod.ctl.rpc import CallError
 from synod.ctl.usage import CommandHelp
+from synod.duration import to_seconds
 
 T = TypeVar("T")
 

@@ -23,7 +23,6 @@ from synod import ETCD_API_VERSION, __version__
 from synod.api.etcdserverpb import rpc_pb2 as pb
 from synod.ctl import txn_parse
 from synod.ctl.config import GLOBAL_FLAGS
-from synod.ctl.duration import to_seconds
 from synod.ctl.errors import EXIT_BAD_ARGS, EXIT_ERROR, CtlExit
 from synod.ctl.flags import (
     FlagError,
@@ -59,6 +58,7 @@ from synod.ctl.requests import (
 from synod.ctl.usage import CommandHelp, command_usage
 from synod.ctl.watch_args import WATCH_FLAGS, WATCH_HELP
 from synod.ctl.watch_cmd import watch_command
+from synod.duration import to_seconds
 
 __all__ = ["Streams", "main", "run"]
 

@@ -18,7 +18,7 @@ import click
 import uvloop
 
 from synod import __version__
-from synod.ctl.duration import parse_duration, to_seconds
+from synod.duration import parse_duration, to_seconds
 from synod.server.api.grpc_server import build_dispatcher, build_server, dispatcher_handlers
 from synod.server.config import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TXN_OPS, ServerConfig
 from synod.server.etcdserver import DataDirError, EtcdServer

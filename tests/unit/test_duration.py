@@ -1,10 +1,10 @@
-"""Go durations in synodctl's flags: parsed and printed as Go's time package does."""
+"""Go durations (shared by synodctl and the server flags): parsed and printed as Go does."""
 
 from __future__ import annotations
 
 import pytest
 
-from synod.ctl.duration import (
+from synod.duration import (
     HOUR,
     MILLISECOND,
     MINUTE,
