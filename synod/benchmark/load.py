@@ -44,6 +44,7 @@ from synod.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
 DEFAULT_DIAL_TIMEOUT = 5.0  # seconds to wait for connections when --dial-timeout is 0
 MAX_CHUNK = 256  # request indices a worker claims at once, at most
+WORKER_EXITED = "benchmark worker exited"
 EXIT_TIMEOUT = 10.0  # seconds a finished worker may take to close its connections and exit
 
 CHANNEL_OPTIONS: list[tuple[str, Any]] = [
@@ -319,12 +320,9 @@ def _worker_main(work: WorkerFn, pipe: Pipe, *args: Any) -> None:
         raise
 
 
-def receive(pipe: Pipe, proc: multiprocessing.process.BaseProcess) -> Any:
-    """The worker's next message; LoadError if it died first."""
-    multiprocessing.connection.wait([pipe, proc.sentinel])
-    if pipe.poll():
-        return pipe.recv()
-    raise LoadError(f"benchmark worker exited with code {proc.exitcode}")
+def make_pipe() -> tuple[Pipe, Pipe]:
+    """A duplex pipe that may be handed to workers (to let two of them talk)."""
+    return _SPAWN.Pipe()
 
 
 class WorkerPool:
@@ -353,14 +351,36 @@ class WorkerPool:
         self.close(graceful=exc_type is None)
 
     def expect(self, kind: str) -> list[Any]:
-        """Every worker's next message, which must be of ``kind``, in worker order."""
-        messages = []
-        for pipe, proc in self.workers:
-            message = receive(pipe, proc)
-            if message[0] != kind:
-                raise LoadError(message[1] if message[0] == "error" else f"unexpected {message[0]!r}")
-            messages.append(message)
-        return messages
+        """Every worker's next message, which must be of ``kind``, in worker order.
+
+        Whichever worker fails first raises LoadError at once; a worker's own error is preferred
+        to another's report that it exited.
+        """
+        messages: dict[int, Any] = {}
+        while len(messages) < len(self.workers):
+            waiting: dict[Any, int] = {}
+            for i, (pipe, proc) in enumerate(self.workers):
+                if i not in messages:
+                    waiting[pipe] = waiting[proc.sentinel] = i
+            ready = multiprocessing.connection.wait(list(waiting))
+            errors = []
+            for i in sorted({waiting[obj] for obj in ready}):
+                pipe, proc = self.workers[i]
+                try:
+                    if not pipe.poll():
+                        raise EOFError
+                    message = pipe.recv()
+                except EOFError:
+                    proc.join(timeout=EXIT_TIMEOUT)
+                    errors.append(f"{WORKER_EXITED} with code {proc.exitcode}")
+                    continue
+                if message[0] == kind:
+                    messages[i] = message
+                else:
+                    errors.append(message[1] if message[0] == "error" else f"unexpected {message[0]!r}")
+            if errors:
+                raise LoadError(min(errors, key=lambda e: e.startswith(WORKER_EXITED)))
+        return [messages[i] for i in range(len(self.workers))]
 
     def send_all(self, message: Any) -> None:
         for pipe, _ in self.workers:

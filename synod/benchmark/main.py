@@ -1,5 +1,6 @@
-"""``synod-benchmark``: etcd's benchmark tool (``put`` and ``range``) in Python, with its flags and report.
+"""``synod-benchmark``: etcd 3.4's benchmark tool in Python, with its flags and report layout.
 
+Commands: ``put``, ``range``, ``watch``, ``watch-latency`` and ``lease-keepalive``.
 Global flags may come before the command (as in etcd's examples) or after it.
 ``--procs`` is synod's own: how many worker processes share the clients.
 """
@@ -28,6 +29,7 @@ from synod.benchmark.load import (
 from synod.benchmark.put import Compactor, PutRequests, check_key_size, hashkv_summary
 from synod.benchmark.range import RangeRequests
 from synod.benchmark.report import compute_stats, format_report, time_series
+from synod.benchmark.watch import WatchSpec, run_watch, watched_keys
 from synod.benchmark.watch_latency import WatchLatencySpec, run_watch_latency
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -323,6 +325,89 @@ def lease_keepalive_cmd(ctx: click.Context, /, total: int, **global_opts: Any) -
     sys.stdout.write(text)
 
 
+@cli.command("watch")
+@click.option(
+    "--streams", type=click.IntRange(min=0), default=10, show_default=True, help="Total watch streams"
+)
+@click.option(
+    "--watch-per-stream",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="Total watchers per stream",
+)
+@click.option(
+    "--watched-key-total",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Total number of keys to be watched",
+)
+@click.option(
+    "--put-rate",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Number of keys to put per second (0 is no limit; etcd 3.4's tool hangs)",
+)
+@click.option(
+    "--put-total", type=click.IntRange(min=0), default=1000, show_default=True, help="Number of put requests"
+)
+@click.option("--key-size", type=int, default=32, show_default=True, help="Key size of watch request")
+@click.option("--key-space-size", type=int, default=1, show_default=True, help="Maximum possible keys")
+@click.option("--sequential-keys", is_flag=True, help="Use sequential keys")
+@global_options(in_command=True)
+@click.pass_context
+def watch_cmd(
+    ctx: click.Context,
+    /,
+    streams: int,
+    watch_per_stream: int,
+    watched_key_total: int,
+    put_rate: int,
+    put_total: int,
+    key_size: int,
+    key_space_size: int,
+    sequential_keys: bool,
+    **global_opts: Any,
+) -> None:
+    """Benchmark watch: creating watches, then receiving the events of concurrent puts."""
+    opts = _merged(ctx, global_opts)
+    if key_space_size <= 0:
+        print(f"expected positive --key-space-size, got ({key_space_size})", file=sys.stderr)
+        raise SystemExit(1)
+    largest = min(watched_key_total, key_space_size) - 1 if sequential_keys else key_space_size - 1
+    try:
+        check_key_size(key_size, largest)
+    except ValueError as err:
+        print(err, file=sys.stderr)
+        raise SystemExit(1) from None
+    have, need = min(opts.clients, opts.conns), 1 + streams // 100
+    if have < need:
+        print(
+            f"warning: grpc limits 100 streams per client connection, have {have} but need {need}",
+            file=sys.stderr,
+        )
+    spec = WatchSpec(
+        endpoints=_endpoints(opts),
+        conns=opts.conns,
+        clients=opts.clients,
+        procs=opts.procs or default_procs(),
+        streams=streams,
+        watch_per_stream=watch_per_stream,
+        watched=watched_keys(watched_key_total, key_size, key_space_size, sequential_keys),
+        put_total=put_total,
+        put_rate=put_rate,
+        dial_timeout=opts.dial_timeout,
+    )
+
+    def created(result: LoadResult) -> None:
+        sys.stdout.write("Watch creation summary:\n" + _report(opts, result))
+        sys.stdout.flush()
+
+    result = _measure(lambda: run_watch(spec, created))
+    sys.stdout.write("Watch events received summary:\n" + _report(opts, result))
+
+
 @cli.command("watch-latency")
 @click.option(
     "--total",
@@ -336,7 +421,7 @@ def lease_keepalive_cmd(ctx: click.Context, /, total: int, **global_opts: Any) -
     type=click.IntRange(min=0),
     default=100,
     show_default=True,
-    help="Number of keys to put per second (0 is no limit)",
+    help="Number of keys to put per second (0 is no limit; etcd 3.4's tool puts nothing)",
 )
 @click.option(
     "--key-size", type=click.IntRange(min=0), default=32, show_default=True, help="Key size of watch response"

@@ -11,9 +11,13 @@ the acknowledgement is taken as soon as the watcher learns ``st`` (etcd's tool
 releases its watcher goroutines at ``st`` the same way).
 
 The watchers live in worker processes (whole connections each, as in
-``load.py``); the parent sends the puts. After each acknowledgement the parent
-tells every worker ``st``; a worker says "done" once all its watchers have the
-event, and the parent starts the next round when every worker has.
+``load.py``). Worker 0 also sends the puts: its own watchers learn ``st`` at
+once, the other workers through a pipe from it (a few tens of microseconds
+more, added to the latency of an event that came before ``st``). A worker
+tells worker 0 "done" once all its watchers have the event; the next put waits
+for every worker. The run is timed by worker 0, from before the first put to
+the last put's last event. ``--put-rate 0`` means no limit (etcd 3.4's tool
+then puts nothing: its limiter has no tokens).
 """
 
 from __future__ import annotations
@@ -29,13 +33,12 @@ from typing import Any
 
 import grpc
 import grpc.aio
-import uvloop
 
 from synod.api.etcdserverpb import rpc_pb2
 from synod.benchmark.load import (
+    WORKER_EXITED,
     FatalError,
     Limiter,
-    LoadError,
     LoadResult,
     Outcome,
     Pipe,
@@ -44,10 +47,10 @@ from synod.benchmark.load import (
     connect,
     deal,
     describe_error,
+    make_pipe,
 )
 from synod.benchmark.put import PUT_METHOD
-
-WATCH_METHOD = "/etcdserverpb.Watch/Watch"
+from synod.benchmark.watch import WatchCall, create_request, open_watch_stream, stream_error, wait_created
 
 
 @dataclass(frozen=True)
@@ -73,46 +76,33 @@ class _Plan:
     dial_timeout: float
 
 
-async def stream_error(call: grpc.aio.StreamStreamCall[bytes, bytes]) -> str:
-    """Why a stream ended: its gRPC status as etcd's client reports it."""
-    code = await call.code()
-    details = await call.details()
-    if details.startswith("etcdserver: "):
-        return details
-    return f"watch stream ended: {code.name}: {details}"
+@dataclass(frozen=True)
+class _Puts:
+    """What the driving worker needs for the puts."""
+
+    endpoint: str
+    total: int
+    rate: int
+    key: bytes
+    value: bytes
 
 
-async def open_watches(
-    channel: grpc.aio.Channel, key: bytes, count: int
-) -> grpc.aio.StreamStreamCall[bytes, bytes]:
+async def open_watches(channel: grpc.aio.Channel, key: bytes, count: int) -> WatchCall:
     """A Watch stream with ``count`` watches of ``key``, created one after the other as clientv3 does."""
-    call: grpc.aio.StreamStreamCall[bytes, bytes] = channel.stream_stream(WATCH_METHOD, None, None)(None)
-    request = rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=key)).SerializeToString()
+    call = open_watch_stream(channel)
+    request = create_request(key)
     for _ in range(count):
         await call.write(request)
         await wait_created(call)
     return call
 
 
-async def wait_created(call: grpc.aio.StreamStreamCall[bytes, bytes]) -> int:
-    """Read the stream up to the answer to a watch creation; the new watch's id."""
-    while True:
-        raw = await call.read()
-        if not isinstance(raw, bytes):  # EOF
-            raise FatalError(await stream_error(call))
-        resp = rpc_pb2.WatchResponse.FromString(raw)
-        if resp.canceled:
-            raise FatalError(f"watch canceled: {resp.cancel_reason}")
-        if resp.created:
-            return resp.watch_id
-
-
 class _Rounds:
     """A worker's watchers' events, put after put: latencies once both the event and ``st`` are known."""
 
-    def __init__(self, pipe: Pipe, watchers: int) -> None:
-        self.pipe = pipe
+    def __init__(self, watchers: int, on_done: Callable[[int], None]) -> None:
         self.watchers = watchers
+        self.on_done = on_done  # called with a put's index once all the watchers got its event
         self.round = 0  # the put whose events are coming in
         self.count = 0  # events of that put received so far
         self.unacked: dict[int, list[int]] = {}  # put -> arrival times of events that came before its st
@@ -129,18 +119,22 @@ class _Rounds:
                 self.out.starts.append(st)
             self.count += 1
             if self.count == self.watchers:
-                self.pipe.send(("done", self.round))
                 self.acked.pop(self.round, None)
                 self.round += 1
                 self.count = 0
+                self.on_done(self.round - 1)
 
     def ack(self, index: int, st: int) -> None:
+        """Put ``index`` was acknowledged at ``st``: its watchers are released now."""
         known = time.monotonic_ns()
         for arrived in self.unacked.pop(index, ()):
             self.out.latencies.append(max(arrived, known) - st)
             self.out.starts.append(st)
         if index >= self.round:
             self.acked[index] = st
+
+    def result(self, *extra: int) -> tuple[Any, ...]:
+        return ("result", self.out.latencies.tobytes(), self.out.starts.tobytes(), *extra)
 
 
 def add_reader(pipe: Pipe, callback: Callable[..., None], *args: Any) -> None:
@@ -151,10 +145,9 @@ def add_reader(pipe: Pipe, callback: Callable[..., None], *args: Any) -> None:
 
 def remove_reader(pipe: Pipe) -> None:
     asyncio.get_running_loop().remove_reader(pipe.fileno())
-    os.set_blocking(pipe.fileno(), True)
 
 
-async def _read_events(call: grpc.aio.StreamStreamCall[bytes, bytes], rounds: _Rounds) -> None:
+async def _read_events(call: WatchCall, rounds: _Rounds) -> None:
     parse = rpc_pb2.WatchResponse.FromString
     monotonic_ns = time.monotonic_ns
     while True:
@@ -169,69 +162,66 @@ async def _read_events(call: grpc.aio.StreamStreamCall[bytes, bytes], rounds: _R
             rounds.events(now, len(resp.events))
 
 
-async def _watch_worker(pipe: Pipe, plan: _Plan) -> None:
-    channels = await connect(plan.endpoints, plan.dial_timeout)
-    loop = asyncio.get_running_loop()
-    readers: list[asyncio.Task[None]] = []
-    calls: list[grpc.aio.StreamStreamCall[bytes, bytes]] = []
-    try:
-        calls = list(
-            await asyncio.gather(*(open_watches(channels[c], plan.key, n) for c, n in plan.watchers.items()))
-        )
-        rounds = _Rounds(pipe, sum(plan.watchers.values()))
-        stop: asyncio.Future[None] = loop.create_future()
+async def _follow(pipe: Pipe, calls: list[WatchCall], watchers: int, driver: Pipe) -> None:
+    """A worker without the puts: its watchers' rounds, told ``st`` by the driving worker."""
+    rounds = _Rounds(watchers, lambda index: driver.send(("done", index)))
+    stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-        def on_message() -> None:
-            try:
-                message = pipe.recv()
-            except EOFError:  # the parent is gone
-                message = ("stop",)
-                remove_reader(pipe)
-            if message[0] == "acked":
-                rounds.ack(message[1], message[2])
-            elif not stop.done():
+    def on_message() -> None:
+        try:
+            message = driver.recv()
+        except EOFError:  # the driver failed; the parent hears why from it
+            message = ("stop",)
+        if message[0] == "acked":
+            rounds.ack(message[1], message[2])
+        else:
+            remove_reader(driver)
+            if not stop.done():
                 stop.set_result(None)
 
-        add_reader(pipe, on_message)
-        readers = [asyncio.create_task(_read_events(call, rounds)) for call in calls]
+    add_reader(driver, on_message)
+    readers = [asyncio.create_task(_read_events(call, rounds)) for call in calls]
+    try:
         pipe.send(("ready",))
         await asyncio.wait([stop, *readers], return_when=asyncio.FIRST_COMPLETED)
-        remove_reader(pipe)
         for reader in readers:
             if reader.done():
                 reader.result()  # raises what ended it
-        pipe.send(("result", rounds.out.latencies.tobytes(), rounds.out.starts.tobytes()))
     finally:
+        remove_reader(driver)
         for reader in readers:
             reader.cancel()
-        for call in calls:
-            call.cancel()
-        await close_channels(channels)
+    pipe.send(rounds.result())
 
 
 class _Driver:
-    """The parent's side: the puts, and the workers' "done" for each."""
+    """The driving worker: the puts, one after the other, and every worker's "done" for each."""
 
-    def __init__(self, pool: WorkerPool) -> None:
-        self.pool = pool
+    def __init__(self, watchers: int, peers: list[Pipe]) -> None:
+        self.peers = peers
+        self.rounds = _Rounds(watchers, self.done)
         self.dones: Counter[int] = Counter()
         self.waiting: tuple[int, asyncio.Future[None]] | None = None
-        self.error: LoadError | None = None
+        self.error: BaseException | None = None
 
-    def on_message(self, worker: int) -> None:
-        pipe, proc = self.pool.workers[worker]
+    def done(self, index: int) -> None:
+        self.dones[index] += 1
+        self.wake()
+
+    def on_peer(self, peer: Pipe) -> None:
         try:
-            message = pipe.recv()
+            message = peer.recv()
         except EOFError:
-            self.fail(LoadError(f"benchmark worker exited with code {proc.exitcode}"))
+            remove_reader(peer)
+            self.fail(FatalError(WORKER_EXITED))
             return
-        if message[0] == "done":
-            self.dones[message[1]] += 1
-            self.wake()
-        else:
-            self.fail(LoadError(message[1] if message[0] == "error" else f"unexpected {message[0]!r}"))
+        self.done(message[1])
 
-    def fail(self, error: LoadError) -> None:
+    def on_reader_done(self, reader: asyncio.Task[None]) -> None:
+        if not reader.cancelled() and reader.exception() is not None:
+            self.fail(reader.exception() or FatalError("watch reader failed"))
+
+    def fail(self, error: BaseException) -> None:
         if self.error is None:
             self.error = error
         self.wake()
@@ -244,13 +234,13 @@ class _Driver:
             return
         if self.error is not None:
             future.set_exception(self.error)
-        elif self.dones[index] == len(self.pool.workers):
+        elif self.dones[index] > len(self.peers):
             future.set_result(None)
 
     async def all_done(self, index: int) -> None:
         if self.error is not None:
             raise self.error
-        if self.dones[index] < len(self.pool.workers):
+        if self.dones[index] <= len(self.peers):
             future = asyncio.get_running_loop().create_future()
             self.waiting = (index, future)
             try:
@@ -259,39 +249,64 @@ class _Driver:
                 self.waiting = None
         del self.dones[index]
 
-    async def run(self, spec: WatchLatencySpec, put_endpoint: str) -> tuple[int, int]:
-        """Every put, one after the other; the run's start and end (monotonic ns)."""
+    async def run(self, pipe: Pipe, calls: list[WatchCall], channel: grpc.aio.Channel, puts: _Puts) -> None:
+        for peer in self.peers:
+            add_reader(peer, self.on_peer, peer)
+        readers: list[asyncio.Task[None]] = []
         try:
-            (channel,) = await connect([put_endpoint], spec.dial_timeout)
-        except FatalError as err:
-            raise LoadError(str(err)) from None
-        pipes = []
-        try:
-            for i, (pipe, _) in enumerate(self.pool.workers):
-                add_reader(pipe, self.on_message, i)
-                pipes.append(pipe)
+            pipe.send(("ready",))
+            if pipe.recv() != "go":  # blocks this loop on purpose: nothing runs before the start
+                return
+            readers = [asyncio.create_task(_read_events(call, self.rounds)) for call in calls]
+            for reader in readers:
+                reader.add_done_callback(self.on_reader_done)
             put = channel.unary_unary(PUT_METHOD, None, None)
-            request = rpc_pb2.PutRequest(key=spec.key, value=spec.value).SerializeToString()
-            limiter = Limiter(spec.put_rate, burst=spec.put_rate) if spec.put_rate > 0 else None
+            request = rpc_pb2.PutRequest(key=puts.key, value=puts.value).SerializeToString()
+            limiter = Limiter(puts.rate, burst=puts.rate) if puts.rate > 0 else None
             start_ns = time.monotonic_ns()
-            for index in range(spec.total):
+            for index in range(puts.total):
                 if limiter is not None:
                     await limiter.wait()
                 try:
                     await put(request)
                 except grpc.aio.AioRpcError as err:
-                    raise LoadError(
+                    raise FatalError(
                         f"Failed to Put for watch latency benchmark: {describe_error(err)}"
                     ) from None
                 st = time.monotonic_ns()
-                self.pool.send_all(("acked", index, st))
+                self.rounds.ack(index, st)
+                for peer in self.peers:
+                    peer.send(("acked", index, st))
                 await self.all_done(index)
             end_ns = time.monotonic_ns()
         finally:
-            for pipe in pipes:
-                remove_reader(pipe)
-            await close_channels([channel])
-        return start_ns, end_ns
+            for peer in self.peers:
+                remove_reader(peer)
+            for reader in readers:
+                reader.cancel()
+        for peer in self.peers:
+            peer.send(("stop",))
+        pipe.send(self.rounds.result(start_ns, end_ns))
+
+
+async def _watch_worker(pipe: Pipe, plan: _Plan, puts: _Puts | None, peers: list[Pipe]) -> None:
+    """Worker 0 gets ``puts`` and drives (``peers``: its pipes to the others); the others follow it."""
+    channels = await connect(plan.endpoints, plan.dial_timeout)
+    calls: list[WatchCall] = []
+    try:
+        if puts is not None:
+            channels += await connect([puts.endpoint], plan.dial_timeout)
+        opening = (open_watches(channels[c], plan.key, n) for c, n in plan.watchers.items())
+        calls = list(await asyncio.gather(*opening))
+        watchers = sum(plan.watchers.values())
+        if puts is None:
+            await _follow(pipe, calls, watchers, peers[0])
+        else:
+            await _Driver(watchers, peers).run(pipe, calls, channels[-1], puts)
+    finally:
+        for call in calls:
+            call.cancel()
+        await close_channels(channels)
 
 
 def run_watch_latency(spec: WatchLatencySpec) -> LoadResult:
@@ -302,14 +317,22 @@ def run_watch_latency(spec: WatchLatencySpec) -> LoadResult:
         for p in range(dealt.procs)
     ]
     put_endpoint = spec.endpoints[spec.conns % len(spec.endpoints)]  # etcd's tool dials it after the others
-    with WorkerPool(_watch_worker, [(plan,) for plan in plans]) as pool:
+    puts = _Puts(put_endpoint, spec.total, spec.put_rate, spec.key, spec.value)
+    links = [make_pipe() for _ in plans[1:]]
+    args: list[tuple[_Plan, _Puts | None, list[Pipe]]] = [(plans[0], puts, [end for end, _ in links])]
+    args += [(plan, None, [follower_end]) for plan, (_, follower_end) in zip(plans[1:], links, strict=True)]
+    with WorkerPool(_watch_worker, args) as pool:
+        for link in links:
+            for end in link:
+                end.close()  # the workers have their own copies: a worker's exit is seen by its peer
         pool.expect("ready")
         unix_offset_ns = time.time_ns() - time.monotonic_ns()
-        start_ns, end_ns = uvloop.run(_Driver(pool).run(spec, put_endpoint))
-        pool.send_all(("stop",))
-        latencies, starts = array("q"), array("q")
-        for _, lat_bytes, start_bytes in pool.expect("result"):
-            latencies.frombytes(lat_bytes)
-            starts.frombytes(start_bytes)
+        pool.workers[0][0].send("go")
+        results = pool.expect("result")
+    latencies, starts = array("q"), array("q")
+    for message in results:
+        latencies.frombytes(message[1])
+        starts.frombytes(message[2])
+    _, _, _, start_ns, end_ns = results[0]
     starts_unix = array("q", (s + unix_offset_ns for s in starts))
     return LoadResult(latencies, starts_unix, Counter(), end_ns - start_ns)
