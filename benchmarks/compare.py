@@ -7,6 +7,11 @@ a Markdown table. The default load generator is etcd's own Go tool
 (../shared/tools/etcd-benchmark); ``--tool synod-benchmark`` uses ours.
 
     .venv/bin/python benchmarks/compare.py [--rounds 3] [--frontend-procs -1] [--only put,range-s]
+    .venv/bin/python benchmarks/compare.py --only watch   # every watch-latency run, and lease-keepalive
+
+For watch-latency, "req/s" is events delivered per second (the tool reports one
+result per event per watcher) and the latency is from the put's acknowledgement
+to each watcher's event.
 """
 
 from __future__ import annotations
@@ -30,10 +35,34 @@ from tests.support.servers import ServerProcess
 ROOT = Path(__file__).resolve().parent.parent
 ETCD_BENCHMARK = ROOT.parent / "shared" / "tools" / "etcd-benchmark"
 COMMON = ["--conns=100", "--clients=1000"]
-BENCHMARKS = {
-    "put": ["put", "--key-size=8", "--sequential-keys", "--total=100000", "--val-size=256"],
-    "range-s": ["range", "foo", "--consistency=s", "--total=100000"],
-    "range-l": ["range", "foo", "--consistency=l", "--total=100000"],
+
+
+def _watch_latency(conns: int, watchers: int, total: int) -> list[str]:
+    flags = [f"--conns={conns}", f"--clients={watchers}"]
+    return [*flags, "watch-latency", "--put-rate=100", f"--total={total}"]
+
+
+# name -> the tool's arguments (global flags first)
+BENCHMARKS: dict[str, list[str]] = {
+    "put": [*COMMON, "put", "--key-size=8", "--sequential-keys", "--total=100000", "--val-size=256"],
+    "range-s": [*COMMON, "range", "foo", "--consistency=s", "--total=100000"],
+    "range-l": [*COMMON, "range", "foo", "--consistency=l", "--total=100000"],
+    # watch-latency: W watchers (--clients) over C connections; the Go client puts all the
+    # watchers of one connection on one stream.
+    "watch-1": _watch_latency(1, 1, 1000),
+    "watch-100": _watch_latency(100, 100, 1000),
+    "watch-100-1conn": _watch_latency(1, 100, 1000),
+    "watch-1000": _watch_latency(100, 1000, 500),
+    "watch-1000-1conn": _watch_latency(1, 1000, 200),
+    "lease-keepalive": [*COMMON, "lease-keepalive", "--total=100000"],
+}
+TABLE_HEAD = (
+    "| benchmark | etcd req/s | synod req/s | synod/etcd "
+    "| p99 ms, etcd / synod | server CPU s, etcd / synod |"
+)
+GROUPS = {
+    "kv": ["put", "range-s", "range-l"],
+    "watch": ["watch-1", "watch-100", "watch-100-1conn", "watch-1000", "watch-1000-1conn", "lease-keepalive"],
 }
 
 
@@ -43,14 +72,16 @@ def tool_command(tool: str) -> list[str]:
     return [str(ROOT / ".venv" / "bin" / "synod-benchmark")]
 
 
-def run_benchmark(tool: list[str], endpoint: str, args: list[str]) -> tuple[float, str]:
+def run_benchmark(tool: list[str], endpoint: str, args: list[str]) -> tuple[float, float, str]:
+    """Requests (or events) per second and the 99th percentile latency in seconds."""
     out = subprocess.run(
-        [*tool, f"--endpoints={endpoint}", *COMMON, *args], capture_output=True, text=True, check=True
+        [*tool, f"--endpoints={endpoint}", *args], capture_output=True, text=True, check=True
     ).stdout
-    m = re.search(r"Requests/sec:\s+([0-9.]+)", out)
-    if m is None:
-        raise RuntimeError(f"no Requests/sec in the output:\n{out}")
-    return float(m.group(1)), out
+    rate = re.search(r"Requests/sec:\s+([0-9.]+)", out)
+    p99 = re.search(r"\s99% in ([0-9.]+) secs", out)
+    if rate is None or p99 is None:
+        raise RuntimeError(f"no Requests/sec or 99% latency in the output:\n{out}")
+    return float(rate.group(1)), float(p99.group(1)), out
 
 
 def cpu_seconds(pid: int) -> float:
@@ -75,10 +106,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--frontend-procs", default="-1")
-    p.add_argument("--only", default=",".join(BENCHMARKS))
+    choices = ", ".join([*GROUPS, *BENCHMARKS])
+    p.add_argument("--only", default="kv", help=f"benchmarks or groups, comma-separated: {choices}")
     p.add_argument("--tool", default="etcd-benchmark", choices=["etcd-benchmark", "synod-benchmark"])
     args = p.parse_args()
-    names = args.only.split(",")
+    names = [n for item in args.only.split(",") for n in GROUPS.get(item, [item])]
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        p.error(f"unknown benchmarks: {unknown}")
     tool = tool_command(args.tool)
     with tempfile.TemporaryDirectory() as tmp:
         etcd = ServerProcess("etcd", Path(tmp) / "etcd").start()
@@ -88,6 +123,7 @@ def main() -> None:
             extra_args=["--frontend-procs", args.frontend_procs, "--log-level", "warn"],
         ).start()
         results: dict[str, dict[str, list[float]]] = {n: {"etcd": [], "synod": []} for n in names}
+        p99s: dict[str, dict[str, list[float]]] = {n: {"etcd": [], "synod": []} for n in names}
         cpu: dict[str, dict[str, list[float]]] = {n: {"etcd": [], "synod": []} for n in names}
         try:
             for r in range(args.rounds):
@@ -95,12 +131,14 @@ def main() -> None:
                     for label, server in (("etcd", etcd), ("synod", synod)):
                         assert server.proc is not None
                         c0 = cpu_seconds(server.proc.pid)
-                        rate, _ = run_benchmark(tool, server.endpoint, BENCHMARKS[name])
+                        rate, p99, _ = run_benchmark(tool, server.endpoint, BENCHMARKS[name])
                         used = cpu_seconds(server.proc.pid) - c0
                         results[name][label].append(rate)
+                        p99s[name][label].append(p99)
                         cpu[name][label].append(used)
                         print(
-                            f"round {r + 1} {name:8s} {label:6s} {rate:10.1f} req/s  server CPU {used:.1f} s",
+                            f"round {r + 1} {name:16s} {label:6s} {rate:10.1f} req/s  p99 {p99 * 1e3:7.2f} ms"
+                            f"  server CPU {used:.1f} s",
                             file=sys.stderr,
                         )
         finally:
@@ -112,14 +150,16 @@ def main() -> None:
         f"tool {args.tool}, {args.rounds} rounds (median), synod --frontend-procs {args.frontend_procs}, "
         f"load average at the end {load:.1f}\n"
     )
-    print("| benchmark | etcd req/s | synod req/s | synod/etcd | server CPU s per 100k, etcd / synod |")
-    print("|---|---|---|---|---|")
+    print(TABLE_HEAD)
+    print("|---|---|---|---|---|---|")
     for name in names:
         e = statistics.median(results[name]["etcd"])
         s = statistics.median(results[name]["synod"])
+        pe = statistics.median(p99s[name]["etcd"]) * 1e3
+        ps = statistics.median(p99s[name]["synod"]) * 1e3
         ce = statistics.median(cpu[name]["etcd"])
         cs = statistics.median(cpu[name]["synod"])
-        print(f"| {name} | {e:,.0f} | {s:,.0f} | {s / e:.2f} | {ce:.1f} / {cs:.1f} |")
+        print(f"| {name} | {e:,.0f} | {s:,.0f} | {s / e:.2f} | {pe:.1f} / {ps:.1f} | {ce:.1f} / {cs:.1f} |")
 
 
 if __name__ == "__main__":
