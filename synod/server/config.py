@@ -45,6 +45,8 @@ class ServerConfig:
     commit_busy_rate: float = 2000.0
     # gRPC front-end processes sharing the client URLs with the member (0: the member serves alone).
     frontend_procs: int = 0
+    # What carries gRPC: "wire" (synod's own, on h2) or "grpcio" (grpc.aio), see api/grpc_server.py.
+    grpc_engine: str = "wire"
 
     def __post_init__(self) -> None:
         if not self.data_dir:

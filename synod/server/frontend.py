@@ -23,17 +23,10 @@ from collections.abc import AsyncIterator
 from functools import partial
 from typing import Any
 
-import grpc
 import uvloop
 
 from synod.rpctypes import RPCError
-from synod.server.api.grpc_server import (
-    HandlerFactory,
-    build_server,
-    raw_stream_handler,
-    raw_unary_handler,
-    receive_limit,
-)
+from synod.server.api.grpc_server import ENGINES, Routes, build_server
 from synod.server.api.methods import Dispatcher, Method, StreamWrite
 from synod.server.relay import (
     CANCEL,
@@ -44,12 +37,13 @@ from synod.server.relay import (
     connect_front_end_side,
     serve_member_side,
 )
+from synod.server.wire.connection import Route
 
 log = logging.getLogger("synod.frontend")
 
 _SECRET_ENV = "SYNOD_RELAY_SECRET"
 _RESTART_DELAY = 1.0
-_ONE_CREDIT = struct.pack(">I", 1)
+_CREDIT = struct.Struct(">I")
 
 
 def _socket_address(name: str) -> str:
@@ -57,16 +51,16 @@ def _socket_address(name: str) -> str:
     return "\0" + name[1:] if name.startswith("@") else name
 
 
-def relay_handlers(relay: FrontEndSide, max_request_bytes: int) -> HandlerFactory:
+def relay_routes(relay: FrontEndSide) -> Routes:
     """Relay every method to the member; bytes pass through untouched, the member parses them."""
-    limit = receive_limit(max_request_bytes)
 
-    def factory(method: Method) -> grpc.RpcMethodHandler[Any, Any]:
+    def routes(method: Method) -> Route:
         if method.unary:
-            return raw_unary_handler(partial(relay.call, method.id), limit)
-        return raw_stream_handler(method, partial(_relay_stream, relay, method.id), limit)
+            return Route(unary=partial(relay.call, method.id))
+        relayed = partial(_relay_stream, relay, method.id)
+        return Route(stream=relayed, client_streaming=method.client_streaming)
 
-    return factory
+    return routes
 
 
 async def _relay_stream(
@@ -86,12 +80,23 @@ async def _relay_stream(
     pump = asyncio.create_task(pump_requests())
     ended = False
     try:
-        while (item := await incoming.get()) is not None:
+        while True:
+            # Write every message that has arrived, then hand back their credit in one frame.
+            item = await incoming.get()
+            written = 0
+            while isinstance(item, bytes):
+                await write(item)
+                written += 1
+                if incoming.empty():
+                    break
+                item = incoming.get_nowait()
+            if written:
+                relay.stream_frame(CREDIT, call_id, method_id, _CREDIT.pack(written))
+            if item is None:
+                break
             if isinstance(item, RPCError):
                 ended = True
                 raise item
-            await write(item)
-            relay.stream_frame(CREDIT, call_id, method_id, _ONE_CREDIT)
         ended = True
     finally:
         pump.cancel()
@@ -102,10 +107,13 @@ async def _relay_stream(
 class FrontEnds:
     """The member's front-end processes."""
 
-    def __init__(self, count: int, addresses: list[str], max_request_bytes: int) -> None:
+    def __init__(
+        self, count: int, addresses: list[str], max_request_bytes: int, engine: str = "wire"
+    ) -> None:
         self._count = count
         self._addresses = addresses
         self._max_request_bytes = max_request_bytes
+        self._engine = engine
         self._secret = secrets.token_bytes(16)
         # An abstract Unix socket (named "@..." on the command line): no file to clean up.
         self._relay_address = f"@synod-relay-{os.getpid()}-{secrets.token_hex(4)}"
@@ -123,7 +131,7 @@ class FrontEnds:
 
     async def _spawn(self) -> asyncio.subprocess.Process:
         args = [sys.executable, "-m", "synod.server.frontend", "--relay", self._relay_address]
-        args += ["--max-request-bytes", str(self._max_request_bytes)]
+        args += ["--max-request-bytes", str(self._max_request_bytes), "--grpc-engine", self._engine]
         for address in self._addresses:
             args += ["--listen", address]
         env = dict(os.environ, **{_SECRET_ENV: self._secret.hex()})
@@ -170,15 +178,12 @@ def _die_with_parent() -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
-async def _run(relay_address: str, addresses: list[str], max_request_bytes: int) -> None:
+async def _run(relay_address: str, addresses: list[str], max_request_bytes: int, engine: str) -> None:
     relay = await connect_front_end_side(
         _socket_address(relay_address), bytes.fromhex(os.environ[_SECRET_ENV])
     )
     server = build_server(
-        relay_handlers(relay, max_request_bytes),
-        addresses,
-        max_request_bytes=max_request_bytes,
-        reuse_port=True,
+        relay_routes(relay), addresses, max_request_bytes=max_request_bytes, reuse_port=True, engine=engine
     )
     await server.start()
     stop = asyncio.Event()
@@ -197,10 +202,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--relay", required=True)
     parser.add_argument("--listen", action="append", required=True)
     parser.add_argument("--max-request-bytes", type=int, required=True)
+    parser.add_argument("--grpc-engine", choices=ENGINES, default="wire")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _die_with_parent()
-    uvloop.run(_run(args.relay, args.listen, args.max_request_bytes))
+    uvloop.run(_run(args.relay, args.listen, args.max_request_bytes, args.grpc_engine))
 
 
 if __name__ == "__main__":

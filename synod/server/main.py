@@ -19,7 +19,7 @@ import uvloop
 
 from synod import __version__
 from synod.duration import parse_duration, to_seconds
-from synod.server.api.grpc_server import build_dispatcher, build_server, dispatcher_handlers
+from synod.server.api.grpc_server import ENGINES, build_dispatcher, build_server, dispatcher_routes
 from synod.server.config import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TXN_OPS, ServerConfig
 from synod.server.etcdserver import DataDirError, EtcdServer
 from synod.server.frontend import FrontEnds
@@ -65,12 +65,13 @@ async def serve(cfg: ServerConfig) -> None:
     # cyclic GC from walking it on every full collection (a pause of ~0.4 s per million keys).
     gc.freeze()
     dispatcher = build_dispatcher(etcd)
-    frontends = FrontEnds(cfg.frontend_procs, addresses, cfg.max_request_bytes)
+    frontends = FrontEnds(cfg.frontend_procs, addresses, cfg.max_request_bytes, cfg.grpc_engine)
     grpc_server = build_server(
-        dispatcher_handlers(dispatcher, cfg.max_request_bytes),
+        dispatcher_routes(dispatcher),
         addresses,
         max_request_bytes=cfg.max_request_bytes,
         reuse_port=cfg.frontend_procs > 0,
+        engine=cfg.grpc_engine,
     )
     try:
         await frontends.start(dispatcher)
@@ -171,6 +172,14 @@ async def serve(cfg: ServerConfig) -> None:
     help="gRPC front-end processes sharing the client port with the member (synod only; "
     "-1: one per CPU beyond the first, 0: serve in the member process alone).  [default: -1]",
 )
+@click.option(
+    "--grpc-engine",
+    default="wire",
+    show_default=True,
+    type=click.Choice(ENGINES),
+    help="What serves gRPC (synod only): wire, synod's own HTTP/2 server, or grpcio's grpc.aio "
+    "(kept for comparison).",
+)
 @click.version_option(__version__, "--version", prog_name="synod", message="synod Version: %(version)s")
 def main(
     name: str,
@@ -185,6 +194,7 @@ def main(
     progress_interval: str,
     lease_checkpoint: bool,
     frontend_procs: int,
+    grpc_engine: str,
 ) -> None:
     """synod: an etcd-compatible, strongly consistent key-value store."""
     logging.basicConfig(
@@ -206,6 +216,7 @@ def main(
             frontend_procs=frontend_procs if frontend_procs >= 0 else max(0, (os.cpu_count() or 1) - 1),
             watch_progress_notify_interval=to_seconds(parse_duration(progress_interval)),
             lease_checkpoint=lease_checkpoint,
+            grpc_engine=grpc_engine,
         )
         cfg.client_addresses()
         if cfg.watch_progress_notify_interval <= 0:

@@ -2,9 +2,12 @@
 
 Per stream, requests create, cancel and ask for progress; responses leave in
 order through one queue: control responses (created, canceled, progress)
-always fit, event responses fit while fewer than ``STREAM_BUFFER`` are
-waiting. A full buffer makes the watchable store park the watcher as a
-victim, so a client that does not read holds up only itself.
+always fit, event responses fit while fewer than ``STREAM_BUFFER`` plus one
+per watcher of the stream are waiting (a commit offers every watcher its
+response before the writer runs, so a thousand watchers on one stream must
+not overflow it at once). A full buffer makes the watchable store park the
+watcher as a victim, so a client that does not read holds up only itself;
+when the writer has drained the queue, the victims are retried at once.
 
 Differences from etcd 3.4, on purpose:
 * a ``WatchProgressRequest`` is answered once every watcher on the stream is
@@ -25,7 +28,7 @@ from synod.server.api.methods import StreamHandler, StreamWrite
 from synod.server.api.watch_codec import encode_event, encode_watch_response
 from synod.server.etcdserver import EtcdServer
 
-STREAM_BUFFER = 128  # event responses waiting to be written, per stream (etcd's chanBufLen)
+STREAM_BUFFER = 128  # event responses waiting to be written, per stream, beyond one per watcher
 INVALID_WATCH_ID = -1
 ERR_EMPTY_RANGE = "mvcc: watcher range is empty"
 ERR_DUPLICATE_ID = "mvcc: duplicate watch ID provided on the WatchStream"
@@ -109,6 +112,7 @@ class WatchStream:
         self._next_id = 0
         self._queue: collections.deque[bytes | WatchResponse] = collections.deque()
         self._waiting_events = 0
+        self._refused = False  # a response was refused since the queue last drained
         self._ready = asyncio.Event()
         self._max_bytes = self._server.cfg.max_request_bytes
 
@@ -183,7 +187,8 @@ class WatchStream:
 
     def try_send(self, response: WatchResponse) -> bool:
         """The watchable store's delivery (WatchSink)."""
-        if self._waiting_events >= STREAM_BUFFER:
+        if self._waiting_events >= STREAM_BUFFER + len(self._watchers):
+            self._refused = True
             return False
         self._waiting_events += 1
         self._queue.append(response)
@@ -199,6 +204,9 @@ class WatchStream:
         queue = self._queue
         while True:
             while not queue:
+                if self._refused:
+                    self._refused = False
+                    self._server.kick_watchers()  # room again: retry the victims now
                 self._ready.clear()
                 await self._ready.wait()
             item = queue.popleft()

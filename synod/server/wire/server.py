@@ -1,0 +1,76 @@
+"""The gRPC server: listening sockets, their connections, and a graceful stop.
+
+It serves raw bytes, as the rest of synod does: a method is a ``Route``
+(``connection.py``) found by its ``:path``; requests reach it unparsed and its
+responses leave as given. Why not grpc.aio: its per-message cost (a socket
+write and an event-loop wake-up for each message of a stream) made watch
+fan-out, the thing etcd is built around, several times slower than etcd's;
+``docs/benchmarks.md`` has the figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+
+from synod.rpctypes import RPCError
+from synod.server.wire.connection import GrpcConnection, Resolve, Route
+
+__all__ = ["GrpcServer", "RPCError", "Route"]
+
+
+def _split(address: str) -> tuple[str, int]:
+    """ "host:port" or "[v6]:port"."""
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class GrpcServer:
+    def __init__(self, resolve: Resolve, limit: int) -> None:
+        self._resolve = resolve
+        self._limit = limit
+        self._servers: list[asyncio.AbstractServer] = []
+        self._connections: set[GrpcConnection] = set()
+
+    def _protocol(self) -> GrpcConnection:
+        conn = GrpcConnection(self._resolve, self._limit, self._connections.discard)
+        self._connections.add(conn)
+        return conn
+
+    async def listen(self, addresses: list[str], *, reuse_port: bool = False) -> None:
+        loop = asyncio.get_running_loop()
+        factory: Callable[[], GrpcConnection] = self._protocol
+        for address in addresses:
+            host, port = _split(address)
+            sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((host, port))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._servers.append(await loop.create_server(factory, sock=sock, backlog=4096))
+
+    @property
+    def connections(self) -> int:
+        return len(self._connections)
+
+    async def stop(self, grace: float | None) -> None:
+        """Stop listening; let running calls finish for ``grace`` seconds, then end them."""
+        for server in self._servers:
+            server.close()
+        conns = list(self._connections)
+        for conn in conns:
+            conn.go_away()
+        if grace and conns:
+            idle = [asyncio.ensure_future(c.idle.wait()) for c in conns]
+            _, late = await asyncio.wait(idle, timeout=grace)
+            for fut in late:
+                fut.cancel()
+        tasks = [t for c in conns for t in c.cancel_calls()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=1.0)
+        for conn in conns:
+            conn.close()
+        for server in self._servers:
+            await server.wait_closed()
