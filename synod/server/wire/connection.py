@@ -216,9 +216,7 @@ class _Call:
             conn.h2.send_headers(self.id, trailers, end_stream=True)
         else:  # trailers-only response
             conn.h2.send_headers(self.id, [*_RESPONSE_HEADERS, *trailers], end_stream=True)
-        if not self._inbound_ended:
-            # The client may still be sending: tell it to stop, as grpc-go does.
-            conn.h2.reset_stream(self.id, 0)
+        conn.stop_receiving(self.id)
         conn.flush_soon()
 
 
@@ -376,27 +374,29 @@ class GrpcConnection(asyncio.Protocol):
 
     async def _run(self, call: _Call, request: bytes | None) -> None:
         route = call.route
+        code, message, response = StatusCode.OK, "", None
         try:
             try:
                 if route.unary is not None:
                     assert request is not None
                     response = await route.unary(request)
-                    await call.finish(StatusCode.OK, "", response)
                 else:
                     assert route.stream is not None
-                    requests = call.requests() if request is None else _one(request)
-                    await route.stream(requests, call.write)
-                    await call.finish(StatusCode.OK, "")
+                    await route.stream(call.requests() if request is None else _one(request), call.write)
             except RPCError as e:
-                await call.finish(e.code, e.message)
+                code, message = e.code, e.message
             except asyncio.CancelledError:
-                if not call.reset:  # the server is stopping
-                    await call.finish(StatusCode.UNAVAILABLE, "transport is closing")
+                if call.reset:
+                    return  # the client went away: nobody to answer
+                code, message = StatusCode.UNAVAILABLE, "transport is closing"  # the server is stopping
             except Exception as e:
-                log.exception("a handler failed on %s", call.id)
-                await call.finish(StatusCode.UNKNOWN, str(e))
+                log.exception("a handler failed on stream %d", call.id)
+                code, message = StatusCode.UNKNOWN, str(e)
+            await call.finish(code, message, response)
         except asyncio.CancelledError:
             pass
+        except h2.exceptions.H2Error as e:
+            log.debug("stream %d ended before its answer: %s", call.id, e)
         finally:
             self._forget(call)
 
@@ -413,7 +413,7 @@ class GrpcConnection(asyncio.Protocol):
         """Answer a stream that gets no call with its status at once."""
         headers = [*_RESPONSE_HEADERS, *status_headers(error.code, error.message)]
         self.h2.send_headers(stream_id, headers, end_stream=True)
-        self.h2.reset_stream(stream_id, 0)
+        self.stop_receiving(stream_id)
 
     def _fail(self, call: _Call, error: RPCError) -> None:
         """End a call with ``error`` (a bad request message), cancelling its handler."""
@@ -426,7 +426,7 @@ class GrpcConnection(asyncio.Protocol):
             trailers = status_headers(error.code, error.message)
             headers = trailers if call.headers_sent else [*_RESPONSE_HEADERS, *trailers]
             self.h2.send_headers(call.id, headers, end_stream=True)
-            self.h2.reset_stream(call.id, 0)
+            self.stop_receiving(call.id)
 
     # -- output -----------------------------------------------------------------
 
@@ -460,6 +460,12 @@ class GrpcConnection(asyncio.Protocol):
         stream.outbound_flow_control_window -= sent
         h2c.outbound_flow_control_window -= sent
         return data if data else None
+
+    def stop_receiving(self, stream_id: int) -> None:
+        """After our end of a stream: if the client may still be sending, tell it to stop (as grpc-go)."""
+        stream = self.h2.streams.get(stream_id)
+        if stream is not None and stream.state_machine.state == h2.stream.StreamState.HALF_CLOSED_LOCAL:
+            self.h2.reset_stream(stream_id, 0)
 
     def ack(self, stream_id: int, length: int) -> None:
         """Hand received bytes back to the client's windows (h2 skips a closed stream's own window)."""
