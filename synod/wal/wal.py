@@ -33,6 +33,10 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 
+from synod.raft.types import Entry, HardState
+
+__all__ = ["WAL", "Entry", "HardState", "ReadResult", "WALCorrupt", "encode_entry"]
+
 SEGMENT_BYTES = 64 << 20
 
 METADATA = 1
@@ -41,8 +45,6 @@ HARD_STATE = 3
 SNAPSHOT = 4
 _TYPES = frozenset((METADATA, ENTRY, HARD_STATE, SNAPSHOT))
 
-ENTRY_NORMAL = 0
-ENTRY_CONF_CHANGE = 1
 
 _HEADER = struct.Struct("<IIB")
 _ENTRY = struct.Struct("<QQB")
@@ -54,21 +56,6 @@ _MAX_RECORD = 1 << 30
 
 class WALCorrupt(Exception):
     """The log is damaged somewhere other than a torn tail; the member must not start."""
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    index: int
-    term: int
-    data: bytes
-    type: int = ENTRY_NORMAL
-
-
-@dataclass(frozen=True, slots=True)
-class HardState:
-    term: int = 0
-    vote: int = 0
-    commit: int = 0
 
 
 @dataclass(slots=True)
