@@ -320,8 +320,27 @@ class Raft:
         if entries:
             last = entries[-1]
             self.raft_log.stable_to(last.index, last.term)
+            self._self_ack(last)
         if snapshot is not None and not snapshot.empty:
             self.raft_log.stable_snap_to(snapshot.metadata.index)
+
+    def _self_ack(self, last: Entry) -> None:
+        """The leader's own entries count towards a quorum only once they are durable.
+
+        So the leader may send entries before writing them (the thesis, 10.2.1):
+        an entry is committed only when a majority has it on disk.
+        """
+        if self.state != StateType.LEADER or not self.raft_log.match_term(last.index, last.term):
+            return
+        pr = self.prs.progress.get(self.id)
+        if pr is not None and pr.maybe_update(last.index) and self._maybe_commit():
+            self._release_pending_read_index_messages()
+            self._bcast_append()
+
+    def _stable_last_index(self) -> int:
+        """The last index known to be durable (entries below the unstable part are in storage)."""
+        unstable = self.raft_log.unstable
+        return unstable.offset - 1 if unstable.entries else self.raft_log.last_index()
 
     # -- roles ------------------------------------------------------------------
 
@@ -342,7 +361,7 @@ class Raft:
         for node, pr in list(self.prs.progress.items()):
             fresh = Progress(last + 1, self.prs.new_inflights(), is_learner=pr.is_learner)
             if node == self.id:
-                fresh.match = last
+                fresh.match = self._stable_last_index()
             self.prs.progress[node] = fresh
         self.pending_conf_index = 0
         self.uncommitted_size = 0
@@ -354,9 +373,8 @@ class Raft:
         if not self._increase_uncommitted_size(ents):
             log.debug("%x appending new entries to log would exceed uncommitted entry size limit", self.id)
             return False
-        li = self.raft_log.append(ents)
-        self.prs.progress[self.id].maybe_update(li)
-        self._maybe_commit()
+        self.raft_log.append(ents)
+        # The leader acknowledges its own entries once they are durable (advance -> _self_ack).
         return True
 
     def _tick_election(self) -> None:

@@ -26,6 +26,15 @@ def take(r: Raft) -> list[Message]:
     return msgs
 
 
+def persist(r: Raft) -> None:
+    """Do what a driver does with a Ready's entries: write them to storage, then advance."""
+    entries = r.raft_log.unstable_entries()
+    storage = r.raft_log.storage
+    assert isinstance(storage, MemoryStorage)
+    storage.append(entries)
+    r.advance(entries, [], None)
+
+
 def elect_alone(r: Raft) -> None:
     """Make ``r`` leader by granting it every vote, and acknowledge its first appends (so the followers
     replicate rather than probe)."""
@@ -319,12 +328,28 @@ def test_5_4_2_a_leader_never_commits_entries_from_previous_terms_by_counting_re
     r.step(Message(MT.VOTE_RESP, from_=2, to=1, term=3))
     assert r.state == StateType.LEADER
     take(r)
+    persist(r)  # the leader's own entries are durable
     # A follower acknowledges the old entry only: still not committed.
     r.step(Message(MT.APP_RESP, from_=2, to=1, term=3, index=2))
     assert r.raft_log.committed == 1
     # Once the new term's empty entry is acknowledged, both commit.
     r.step(Message(MT.APP_RESP, from_=2, to=1, term=3, index=3))
     assert r.raft_log.committed == 3
+
+
+def test_a_leader_counts_its_own_entries_only_once_they_are_durable() -> None:
+    """The leader may send entries before writing them (thesis 10.2.1), so its unwritten copy must not
+    count towards the majority that commits them."""
+    r = new_raft(1, [1, 2, 3])
+    elect_alone(r)
+    persist(r)
+    r.step(Message(MT.PROP, from_=1, entries=(Entry(0, 0, b"x"),)))
+    index = r.raft_log.last_index()
+    take(r)
+    r.step(Message(MT.APP_RESP, from_=2, to=1, term=r.term, index=index))
+    assert r.raft_log.committed < index  # one durable copy of three
+    persist(r)
+    assert r.raft_log.committed == index  # the leader's own is durable now: two of three
 
 
 def test_storage_is_untouched_by_the_core() -> None:
@@ -334,4 +359,5 @@ def test_storage_is_untouched_by_the_core() -> None:
     r.step(Message(MT.HUP, from_=1))
     assert r.state == StateType.LEADER
     assert storage.last_index() == 1
+    assert r.raft_log.committed == 1  # even alone, nothing commits before the driver persists it
     assert isinstance(storage, MemoryStorage)
