@@ -1,0 +1,1 @@
+"""Communication between members: the Raft peer transport."""
