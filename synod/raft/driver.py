@@ -290,7 +290,11 @@ def restore_storage(wal_read: ReadResultLike | None, conf_state: ConfState) -> M
     else:
         index, term = wal_read.snapshot_index, wal_read.snapshot_term
     storage.apply_snapshot(Snapshot(b"", SnapshotMetadata(conf_state, index=index, term=term)))
-    if wal_read is not None:
+    if wal_read is None:
+        # As if the bootstrap entries were committed in term 1: the first leader is elected in
+        # term 2, the term etcd's first leader has.
+        storage.set_hard_state(HardState(term=term, commit=index))
+    else:
         entries = [e for e in wal_read.entries if e.index > index]
         if entries:
             storage.append(entries)

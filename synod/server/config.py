@@ -30,9 +30,16 @@ class ServerConfig:
     # How often applied state is committed (fsynced) to the backend, and after how many writes at most.
     backend_batch_interval: float = 0.1
     backend_batch_limit: int = 10_000
-    # Raft timing (flags arrive with the Raft issue); they set the minimum lease TTL, as in etcd.
+    # Clustering, as etcd's flags: --initial-cluster (empty: this member alone, named --name, at
+    # --initial-advertise-peer-urls), --initial-cluster-state, --listen-peer-urls.
+    initial_cluster: str = ""
+    initial_cluster_state: str = "new"
+    listen_peer_urls: list[str] = field(default_factory=lambda: ["http://localhost:2380"])
+    # Raft timing (seconds; etcd's flags are in milliseconds); they also set the minimum lease TTL.
     heartbeat_interval: float = 0.1
     election_timeout: float = 1.0
+    snapshot_count: int = 100_000
+    pre_vote: bool = True
     # etcd's --experimental-enable-lease-checkpoint: the primary logs leases' remaining TTLs
     # every lease_checkpoint_interval, so a restart or new leader does not give them a full TTL.
     lease_checkpoint: bool = False
@@ -51,6 +58,15 @@ class ServerConfig:
     def __post_init__(self) -> None:
         if not self.data_dir:
             self.data_dir = f"{self.name}.synod"
+
+    @property
+    def election_ticks(self) -> int:
+        return max(2, round(self.election_timeout / self.heartbeat_interval))
+
+    @property
+    def request_timeout(self) -> float:
+        """How long a request waits for its entry to apply (etcd's ReqTimeout: 5 s + 2 elections)."""
+        return 5.0 + 2 * self.election_timeout
 
     @property
     def min_lease_ttl(self) -> int:

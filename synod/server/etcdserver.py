@@ -19,6 +19,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import random
 import struct
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -32,17 +33,29 @@ from synod.backend.backend import Backend
 from synod.lease.lessor import Lessor
 from synod.mvcc.store import ErrCompacted, ErrFutureRev, KVStore
 from synod.mvcc.watchable_store import WatchableStore
+from synod.peer.transport import PeerTransport
+from synod.raft.driver import (
+    BOOTSTRAP_INDEX,
+    BOOTSTRAP_TERM,
+    DriverConfig,
+    NoLeaderError,
+    RaftDriver,
+    restore_storage,
+)
 from synod.raft.single import SingleNode
+from synod.raft.types import ENTRY_NORMAL, ConfState
 from synod.rpctypes import RPCError
 from synod.server import ids
 from synod.server.apply import Applier, LeaseApplier, is_txn_readonly, is_txn_serializable
+from synod.server.cluster import Member, bootstrap_members, cluster_id_of, parse_initial_cluster
 from synod.server.config import ServerConfig
 from synod.server.wait import AppliedWait, Wait
 from synod.wal.wal import WAL, Entry, HardState, ReadResult, WALCorrupt
 
 log = logging.getLogger("synod.server")
 
-_IDENTITY = struct.Struct(">QQ")  # WAL metadata: member ID, cluster ID
+_IDENTITY = struct.Struct(">QQ")  # WAL metadata: member ID, cluster ID (then b"raft" for a Raft member)
+_RAFT_MODE = b"raft"
 LEASE_LOOP_INTERVAL = 0.5  # seconds between looks for expired leases (etcd's)
 LEASE_REVOKE_BATCH = 500  # revocations proposed per look (etcd: half its revoke rate of 1000/s)
 LEASE_CHECKPOINT_BATCH = 1000
@@ -100,6 +113,8 @@ class EtcdServer:
         self._broken = False  # applying an entry failed: the backend must not be committed again
         self.member_id = 0
         self.cluster_id = 0
+        self.raft_mode = False
+        self.members: dict[int, Member] = {}
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -118,7 +133,9 @@ class EtcdServer:
             self.watchable = WatchableStore(self.store)
             self.applier = Applier(self.store, self.lessor)
             self.lease_applier = LeaseApplier(self.store, self.lessor)
-            if read is not None:
+            if read is not None and not self.raft_mode:
+                # A single member's WAL holds only committed entries. A Raft member's may hold
+                # uncommitted ones: Raft hands back the committed ones once it starts.
                 replay = [e for e in read.entries if e.index > self._consistent_index]
                 if replay:
                     log.info("replaying %d WAL entries after index %d", len(replay), self._consistent_index)
@@ -130,14 +147,18 @@ class EtcdServer:
         pending = self.store.take_pending_compaction()
         if pending is not None:
             self._compactions.put_nowait((pending, asyncio.get_running_loop().create_future()))
-        self.node = SingleNode(
-            self._wal,
-            read.hard_state if read else HardState(term=1),
-            self.member_id,
-            window=cfg.commit_window,
-            busy_rate=cfg.commit_busy_rate,
-        )
-        self.lessor.promote()  # a single member is always the primary
+        self.node: SingleNode | RaftDriver
+        if self.raft_mode:
+            self.node = await self._start_raft(read)
+        else:
+            self.node = SingleNode(
+                self._wal,
+                read.hard_state if read else HardState(term=1),
+                self.member_id,
+                window=cfg.commit_window,
+                busy_rate=cfg.commit_busy_rate,
+            )
+            self.lessor.promote()  # a single member is always the primary
         self._stopped = False
         node_task = asyncio.create_task(self.node.run(self._apply), name="raft-node")
         node_task.add_done_callback(self._node_done)
@@ -176,20 +197,28 @@ class EtcdServer:
         wal: WAL | None = None
         try:
             self._consistent_index = meta.get_int(self.backend, meta.CONSISTENT_INDEX) or 0
+            self.members = self._initial_members()
             if not WAL.exists(cfg.wal_dir):
                 if self._consistent_index:
                     raise DataDirError(
                         f"{cfg.wal_dir}: the WAL is missing but the backend holds applied entries"
                     )
                 self.member_id = ids.member_id(cfg.initial_advertise_peer_urls, cfg.initial_cluster_token)
-                self.cluster_id = ids.cluster_id([self.member_id])
-                self._wal = WAL.create(cfg.wal_dir, _IDENTITY.pack(self.member_id, self.cluster_id))
+                self.cluster_id = cluster_id_of(self.members)
+                self.raft_mode = len(self.members) > 1
+                identity = _IDENTITY.pack(self.member_id, self.cluster_id)
+                if self.raft_mode:
+                    identity += _RAFT_MODE
+                    self._wal = WAL.create(cfg.wal_dir, identity, BOOTSTRAP_INDEX, BOOTSTRAP_TERM)
+                else:
+                    self._wal = WAL.create(cfg.wal_dir, identity)
                 return None
             try:
                 wal, read = WAL.open(cfg.wal_dir)
             except WALCorrupt as e:
                 raise DataDirError(str(e)) from e
-            self.member_id, self.cluster_id = _IDENTITY.unpack(read.metadata)
+            self.member_id, self.cluster_id = _IDENTITY.unpack_from(read.metadata)
+            self.raft_mode = read.metadata[_IDENTITY.size :] == _RAFT_MODE
             if read.repaired_bytes:
                 log.warning("wal: cut off a torn tail of %d bytes", read.repaired_bytes)
             if read.snapshot_index > self._consistent_index:
@@ -212,6 +241,73 @@ class EtcdServer:
             os.close(self._lock_fd)
             raise
 
+    def _initial_members(self) -> dict[int, Member]:
+        """The members the cluster was started with (this one alone without --initial-cluster)."""
+        cfg = self.cfg
+        try:
+            initial = (
+                parse_initial_cluster(cfg.initial_cluster)
+                if cfg.initial_cluster
+                else {cfg.name: cfg.initial_advertise_peer_urls}
+            )
+        except ValueError as e:
+            raise DataDirError(str(e)) from e
+        mine = initial.get(cfg.name)
+        if mine is None:
+            raise DataDirError(f"--initial-cluster has no member named {cfg.name!r} (--name)")
+        if sorted(mine) != sorted(cfg.initial_advertise_peer_urls):
+            raise DataDirError(
+                f"--initial-cluster has {cfg.name}={','.join(mine)} but --initial-advertise-peer-urls "
+                f"is {','.join(cfg.initial_advertise_peer_urls)}"
+            )
+        try:
+            members = bootstrap_members(initial, cfg.initial_cluster_token)
+        except ValueError as e:
+            raise DataDirError(str(e)) from e
+        me = ids.member_id(cfg.initial_advertise_peer_urls, cfg.initial_cluster_token)
+        members[me].client_urls = list(cfg.advertise_client_urls)
+        return members
+
+    async def _start_raft(self, read: ReadResult | None) -> RaftDriver:
+        cfg = self.cfg
+        conf_state = ConfState(voters=tuple(sorted(self.members)))
+        storage = restore_storage(read, conf_state)
+        self.transport = PeerTransport(self.member_id, self.cluster_id, self._step)
+        driver = RaftDriver(
+            DriverConfig(
+                self.member_id,
+                heartbeat_interval=cfg.heartbeat_interval,
+                election_ticks=cfg.election_ticks,
+                pre_vote=cfg.pre_vote,
+            ),
+            storage,
+            self._wal,
+            self.transport,
+            applied=max(self._consistent_index, storage.first_index() - 1),
+            rng=random.Random(),
+        )
+        self.transport.report_unreachable = driver.node.report_unreachable
+        driver.on_leader_change.append(self._leader_changed)
+        try:
+            await self.transport.listen(cfg.listen_peer_urls)
+        except OSError as e:
+            raise DataDirError(f"cannot listen for peers on {', '.join(cfg.listen_peer_urls)}: {e}") from e
+        for member in self.members.values():
+            self.transport.add_peer(member.id, member.peer_urls)
+        return driver
+
+    def _step(self, m: Any) -> None:
+        node = self.node
+        if isinstance(node, RaftDriver):
+            node.step(m)
+
+    def _leader_changed(self, leader: int, term: int) -> None:
+        """Only the leader's lessor expires and renews leases (etcd's primary lessor)."""
+        if leader == self.member_id:
+            self.lessor.promote()
+        else:
+            self.lessor.demote()
+
     def _close_storage(self, *, commit: bool) -> None:
         """Close the backend (committing what was applied, unless told not to), the WAL and the lock."""
         self.backend.close(commit=commit)
@@ -223,6 +319,8 @@ class EtcdServer:
             return
         self._stopped = True
         await self.node.stop()
+        if self.raft_mode:
+            await self.transport.stop()
         node_task, *others = self._tasks
         (node_result,) = await asyncio.gather(node_task, return_exceptions=True)
         for t in (*others, *self._background):
@@ -326,7 +424,15 @@ class EtcdServer:
     async def _linearizable_read(self) -> None:
         if self._stopped:
             raise RPCError(rpctypes.STOPPED)
-        await self._applied.wait(await self.node.read_index())
+        if not self.raft_mode:
+            await self._applied.wait(await self.node.read_index())
+            return
+        try:
+            async with asyncio.timeout(self.cfg.request_timeout):
+                index = await self.node.read_index()
+                await self._applied.wait(index)
+        except (TimeoutError, NoLeaderError):
+            raise RPCError(rpctypes.TIMEOUT) from None
 
     async def _propose(self, irr: InternalRaftRequest) -> Any:
         if self._stopped:
@@ -337,9 +443,21 @@ class EtcdServer:
         if len(data) > self.cfg.max_request_bytes:
             raise RPCError(rpctypes.REQUEST_TOO_LARGE)
         fut = self._wait.register(request_id)
-        self.node.propose(data)
         try:
-            return await fut
+            if not self.raft_mode:
+                self.node.propose(data)
+                return await fut
+            async with asyncio.timeout(self.cfg.request_timeout):
+                while True:
+                    try:
+                        self.node.propose(data)
+                        break
+                    except NoLeaderError:
+                        assert isinstance(self.node, RaftDriver)
+                        await self.node.wait_leader()
+                return await fut
+        except TimeoutError:
+            raise RPCError(rpctypes.TIMEOUT) from None
         finally:
             self._wait.cancel(request_id)
 
@@ -356,7 +474,7 @@ class EtcdServer:
 
     def _apply_entries(self, entries: list[Entry]) -> None:
         for e in entries:
-            if e.index <= self._consistent_index or not e.data:
+            if e.index <= self._consistent_index or not e.data or e.type != ENTRY_NORMAL:
                 continue
             irr = InternalRaftRequest.FromString(e.data)
             self._wait.trigger(irr.header.ID, self._apply_request(irr))
@@ -405,8 +523,10 @@ class EtcdServer:
         if self._broken:
             return
         self.backend.commit()
-        # Entries up to the consistent index are now durable in the backend too.
-        self._wal.release_to(self._consistent_index)
+        if not self.raft_mode:
+            # Entries up to the consistent index are now durable in the backend too. (A Raft
+            # member keeps its log for followers that fall behind until snapshots exist.)
+            self._wal.release_to(self._consistent_index)
 
     async def _backend_commit_loop(self) -> None:
         while True:

@@ -124,6 +124,54 @@ async def serve(cfg: ServerConfig) -> None:
     help="List of this member's peer URLs to advertise to the rest of the cluster.",
 )
 @click.option(
+    "--listen-peer-urls",
+    default="http://localhost:2380",
+    show_default=True,
+    help="List of URLs to listen on for peer traffic.",
+)
+@click.option(
+    "--initial-cluster",
+    default="",
+    help="Initial cluster configuration for bootstrapping (name=peer-url,...).  "
+    "[default: ${name}=${initial-advertise-peer-urls}]",
+)
+@click.option(
+    "--initial-cluster-state",
+    default="new",
+    show_default=True,
+    type=click.Choice(["new", "existing"]),
+    help="Initial cluster state ('new' or 'existing').",
+)
+@click.option(
+    "--heartbeat-interval",
+    default=100,
+    show_default=True,
+    type=int,
+    help="Time (in milliseconds) of a heartbeat interval.",
+)
+@click.option(
+    "--election-timeout",
+    default=1000,
+    show_default=True,
+    type=int,
+    help="Time (in milliseconds) for an election to timeout.",
+)
+@click.option(
+    "--snapshot-count",
+    default=100_000,
+    show_default=True,
+    type=int,
+    help="Number of committed transactions to trigger a snapshot to disk.",
+)
+@click.option(
+    "--pre-vote",
+    default="true",
+    show_default=True,
+    type=click.Choice(["true", "false"]),
+    help="Enable the Raft Pre-Vote algorithm to prevent disruption when a node that has been "
+    "partitioned away rejoins the cluster (etcd 3.4's default is false; synod's is true).",
+)
+@click.option(
     "--initial-cluster-token",
     default="etcd-cluster",
     show_default=True,
@@ -188,6 +236,13 @@ def main(
     advertise_client_urls: str,
     initial_advertise_peer_urls: str,
     initial_cluster_token: str,
+    listen_peer_urls: str,
+    initial_cluster: str,
+    initial_cluster_state: str,
+    heartbeat_interval: int,
+    election_timeout: int,
+    snapshot_count: int,
+    pre_vote: str,
     max_request_bytes: int,
     max_txn_ops: int,
     log_level: str,
@@ -210,6 +265,13 @@ def main(
             advertise_client_urls=ServerConfig.split_urls(advertise_client_urls),
             initial_advertise_peer_urls=ServerConfig.split_urls(initial_advertise_peer_urls),
             initial_cluster_token=initial_cluster_token,
+            listen_peer_urls=ServerConfig.split_urls(listen_peer_urls),
+            initial_cluster=initial_cluster,
+            initial_cluster_state=initial_cluster_state,
+            heartbeat_interval=heartbeat_interval / 1000,
+            election_timeout=election_timeout / 1000,
+            snapshot_count=snapshot_count,
+            pre_vote=pre_vote == "true",
             max_request_bytes=max_request_bytes,
             max_txn_ops=max_txn_ops,
             log_level=log_level,
@@ -219,6 +281,11 @@ def main(
             grpc_engine=grpc_engine,
         )
         cfg.client_addresses()
+        if heartbeat_interval <= 0 or election_timeout < 5 * heartbeat_interval:
+            raise ValueError(
+                f"--election-timeout[{election_timeout}ms] should be at least as 5 times as "
+                f"--heartbeat-interval[{heartbeat_interval}ms]"
+            )
         if cfg.watch_progress_notify_interval <= 0:
             raise ValueError("--experimental-watch-progress-notify-interval must be positive")
     except ValueError as e:
