@@ -218,10 +218,12 @@ class EtcdServer:
             except WALCorrupt as e:
                 raise DataDirError(str(e)) from e
             self.member_id, self.cluster_id = _IDENTITY.unpack_from(read.metadata)
-            self.raft_mode = read.metadata[_IDENTITY.size :] == _RAFT_MODE
             if read.repaired_bytes:
                 log.warning("wal: cut off a torn tail of %d bytes", read.repaired_bytes)
-            if read.snapshot_index > self._consistent_index:
+            self.raft_mode = read.metadata[_IDENTITY.size :] == _RAFT_MODE
+            # A Raft member's log starts after the bootstrap snapshot, which holds no data.
+            applied_floor = BOOTSTRAP_INDEX if self.raft_mode else 0
+            if read.snapshot_index > max(self._consistent_index, applied_floor):
                 raise DataDirError(
                     f"{cfg.wal_dir}: the WAL starts after entry {read.snapshot_index} "
                     f"but the backend has only applied up to {self._consistent_index}"

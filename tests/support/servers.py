@@ -66,6 +66,8 @@ class ServerProcess:
     extra_args: list[str] = field(default_factory=list)
     log_path: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
+    name: str = "m1"
+    initial_cluster: str | None = None  # None: this member alone
 
     @property
     def endpoint(self) -> str:
@@ -81,14 +83,17 @@ class ServerProcess:
 
     def command(self) -> list[str]:
         common = [
-            "--name", "m1",
+            "--name", self.name,
             "--data-dir", str(self.data_dir),
             "--listen-client-urls", self.client_url,
             "--advertise-client-urls", self.client_url,
             "--initial-advertise-peer-urls", self.peer_url,
             "--initial-cluster-token", CLUSTER_TOKEN,
         ]  # fmt: skip
+        cluster = self.initial_cluster or f"{self.name}={self.peer_url}"
         if self.kind == "synod":
+            if self.initial_cluster is not None:
+                common += ["--listen-peer-urls", self.peer_url, "--initial-cluster", cluster]
             return [sys.executable, "-m", "synod.server.main", *common, *self.extra_args]
         etcd = shutil.which("etcd")
         if etcd is None:
@@ -96,7 +101,7 @@ class ServerProcess:
         return [
             etcd, *common,
             "--listen-peer-urls", self.peer_url,
-            "--initial-cluster", f"m1={self.peer_url}",
+            "--initial-cluster", cluster,
             "--log-level", "error",
             *self.extra_args,
         ]  # fmt: skip
@@ -149,3 +154,56 @@ class ServerProcess:
     def restart(self) -> ServerProcess:
         self.stop()
         return self.start()
+
+
+@dataclass
+class ClusterProcesses:
+    """N members of one cluster (synod or etcd), started with etcd's clustering flags on 127.0.0.1."""
+
+    kind: str
+    root: Path
+    size: int = 3
+    extra_args: list[str] = field(default_factory=list)
+    members: list[ServerProcess] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        names = [f"m{i + 1}" for i in range(self.size)]
+        peer_ports = [free_port() for _ in names]
+        initial = ",".join(f"{n}=http://127.0.0.1:{p}" for n, p in zip(names, peer_ports, strict=True))
+        self.members = [
+            ServerProcess(
+                self.kind,
+                self.root / f"{self.kind}-{n}",
+                peer_port=p,
+                extra_args=list(self.extra_args),
+                name=n,
+                initial_cluster=initial,
+            )
+            for n, p in zip(names, peer_ports, strict=True)
+        ]
+
+    def start(self, timeout: float = START_TIMEOUT) -> ClusterProcesses:
+        """Start every member at once (a member waits for a quorum before it answers)."""
+        for m in self.members:
+            m.log_path = m.data_dir.parent / f"{m.data_dir.name}.log"
+            log = open(m.log_path, "ab")  # noqa: SIM115 - handed to the child process
+            env = dict(os.environ, ETCD_UNSUPPORTED_ARCH=os.environ.get("ETCD_UNSUPPORTED_ARCH", ""))
+            m.proc = subprocess.Popen(m.command(), stdout=log, stderr=subprocess.STDOUT, env=env)
+            log.close()
+        try:
+            for m in self.members:
+                wait_until(lambda m=m: m._exited() or _answers(m.endpoint), timeout, f"{m.name} to serve")
+                if m._exited():
+                    raise RuntimeError(f"{m.name} exited:\n{m.log_text()}")
+        except BaseException:
+            self.kill()
+            raise
+        return self
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [m.endpoint for m in self.members]
+
+    def kill(self) -> None:
+        for m in self.members:
+            m.kill()
