@@ -316,6 +316,7 @@ class Raft:
                 if not self._append_entry([Entry(0, 0, b"", ENTRY_CONF_CHANGE_V2)]):
                     raise AssertionError("refused un-refusable auto-leaving ConfChangeV2")
                 self.pending_conf_index = self.raft_log.last_index()
+                self._bcast_append()
                 log.info("initiating automatic transition out of joint configuration %s", self.prs.config)
         if entries:
             last = entries[-1]
@@ -439,8 +440,10 @@ class Raft:
         self._tick = self._tick_heartbeat
         self.lead = self.id
         self.state = StateType.LEADER
-        # The leader's own progress is always replicating: it has every entry it appends.
-        self.prs.progress[self.id].become_replicate()
+        # The leader's own progress is always replicating (it has every entry it appends) and active.
+        own = self.prs.progress[self.id]
+        own.become_replicate()
+        own.recent_active = True
         # Conservatively treat every entry up to the last as a possible pending conf change.
         self.pending_conf_index = self.raft_log.last_index()
         if not self._append_entry([Entry(0, 0, b"")]):
@@ -645,7 +648,8 @@ class Raft:
             pr.probe_acked()
             if pr.state == ProgressState.REPLICATE and pr.inflights.full():
                 pr.inflights.free_first_one()
-            if pr.match < self.raft_log.last_index():
+            # A probing follower gets an append even when caught up, so it can return to replicating.
+            if pr.match < self.raft_log.last_index() or pr.state == ProgressState.PROBE:
                 self._send_append(m.from_)
             if self.read_only.option != ReadOnlyOption.SAFE or not m.context:
                 return
@@ -741,7 +745,8 @@ class Raft:
                 self._send_append(m.from_)
             return
         old_paused = pr.is_paused()
-        if not pr.maybe_update(m.index):
+        # A probed follower that already had everything answers with its match: it replicates again.
+        if not pr.maybe_update(m.index) and not (pr.match == m.index and pr.state == ProgressState.PROBE):
             return
         if pr.state == ProgressState.PROBE:
             pr.become_replicate()

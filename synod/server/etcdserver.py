@@ -28,6 +28,7 @@ from typing import Any
 from synod import rpctypes
 from synod.api.etcdserverpb import rpc_pb2 as pb
 from synod.api.etcdserverpb.raft_internal_pb2 import InternalRaftRequest
+from synod.api.membershippb import membership_pb2 as mpb
 from synod.backend import meta
 from synod.backend.backend import Backend
 from synod.lease.lessor import Lessor
@@ -49,6 +50,7 @@ from synod.server import ids
 from synod.server.apply import Applier, LeaseApplier, is_txn_readonly, is_txn_serializable
 from synod.server.cluster import Member, bootstrap_members, cluster_id_of, parse_initial_cluster
 from synod.server.config import ServerConfig
+from synod.server.membership import Membership
 from synod.server.wait import AppliedWait, Wait
 from synod.wal.wal import WAL, Entry, HardState, ReadResult, WALCorrupt
 
@@ -133,6 +135,8 @@ class EtcdServer:
             self.watchable = WatchableStore(self.store)
             self.applier = Applier(self.store, self.lessor)
             self.lease_applier = LeaseApplier(self.store, self.lessor)
+            self.membership = Membership(self.backend)
+            self.membership.bootstrap(self.members)
             if read is not None and not self.raft_mode:
                 # A single member's WAL holds only committed entries. A Raft member's may hold
                 # uncommitted ones: Raft hands back the committed ones once it starts.
@@ -168,6 +172,7 @@ class EtcdServer:
             asyncio.create_task(self._compaction_loop(), name="compaction"),
             asyncio.create_task(self._lease_loop(), name="leases"),
             asyncio.create_task(self._watch_loop(), name="watchers"),
+            asyncio.create_task(self._publish(), name="publish"),
         ]
         log.info(
             "member %016x of cluster %016x started at revision %d (data dir %s)",
@@ -346,6 +351,22 @@ class EtcdServer:
         return self.node.term
 
     @property
+    def leader_id(self) -> int:
+        return self.node.leader_id
+
+    @property
+    def committed_index(self) -> int:
+        return self.node.committed_index
+
+    @property
+    def is_learner(self) -> bool:
+        return False  # learners arrive with membership changes
+
+    async def linearizable_barrier(self) -> None:
+        """Return once everything committed before the call is applied here."""
+        await self._linearizable_read()
+
+    @property
     def revision(self) -> int:
         return self.store.current_rev
 
@@ -506,6 +527,11 @@ class EtcdServer:
                     return self.lease_applier.revoke(irr.lease_revoke)
                 if irr.HasField("lease_checkpoint"):
                     return self.lease_applier.checkpoint(irr.lease_checkpoint)
+                if irr.HasField("cluster_member_attr_set"):
+                    attrs = irr.cluster_member_attr_set
+                    a = attrs.member_attributes
+                    self.membership.set_attributes(attrs.member_ID, a.name, list(a.client_urls))
+                    return None
         except RPCError as e:
             return e
         log.warning("ignoring an entry with no request this member knows (ID %x)", irr.header.ID)
@@ -535,6 +561,23 @@ class EtcdServer:
             await asyncio.sleep(self.cfg.backend_batch_interval)
             if self.backend.pending:
                 self._commit_backend()
+
+    async def _publish(self) -> None:
+        """Tell the cluster this member's name and client URLs (etcd's publish), until it is applied."""
+        attrs = mpb.Attributes(name=self.cfg.name, client_urls=self.cfg.advertise_client_urls)
+        mine = self.membership.get(self.member_id)
+        if mine is not None and mine.name == attrs.name and mine.client_urls == list(attrs.client_urls):
+            return
+        request = mpb.ClusterMemberAttrSetRequest(member_ID=self.member_id, member_attributes=attrs)
+        while True:
+            try:
+                await self._propose(InternalRaftRequest(cluster_member_attr_set=request))
+                return
+            except RPCError as e:
+                if e.error is rpctypes.STOPPED:
+                    return
+                log.warning("publishing member attributes failed (%s); retrying", e.message)
+                await asyncio.sleep(1.0)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run a background proposal; its outcome is only logged."""

@@ -24,6 +24,7 @@ from grpc_health.v1 import _async as health_async
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from synod.rpctypes import ErrorCode, RPCError
+from synod.server.api.cluster import ClusterService
 from synod.server.api.header import Header
 from synod.server.api.kv import KVService
 from synod.server.api.lease import LeaseService
@@ -49,7 +50,10 @@ def build_dispatcher(etcd: EtcdServer) -> Dispatcher:
     kv = KVService(etcd, header)
     lease = LeaseService(etcd, header)
     watch = WatchService(etcd, etcd.cfg.watch_progress_notify_interval)
-    return Dispatcher({**kv.handlers(), **lease.handlers()}, {**lease.streams(), **watch.streams()})
+    cluster = ClusterService(etcd, header)
+    return Dispatcher(
+        {**kv.handlers(), **lease.handlers(), **cluster.handlers()}, {**lease.streams(), **watch.streams()}
+    )
 
 
 def dispatcher_routes(dispatcher: Dispatcher) -> Routes:

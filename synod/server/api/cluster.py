@@ -1,0 +1,72 @@
+"""The Cluster and Maintenance services (the parts built so far: MemberList, Status)."""
+
+from __future__ import annotations
+
+import os
+
+from synod import ETCD_API_VERSION
+from synod.api.etcdserverpb import rpc_pb2 as pb
+from synod.server.api.header import Header
+from synod.server.api.methods import UnaryHandler
+from synod.server.etcdserver import EtcdServer
+
+SERVER_VERSION = f"{ETCD_API_VERSION}.0"  # the etcd server version whose API synod serves
+
+
+class ClusterService:
+    def __init__(self, server: EtcdServer, header: Header) -> None:
+        self._server = server
+        self._header = header
+
+    def handlers(self) -> dict[str, UnaryHandler]:
+        return {
+            "/etcdserverpb.Cluster/MemberList": self.member_list,
+            "/etcdserverpb.Maintenance/Status": self.status,
+        }
+
+    async def member_list(self, request: pb.MemberListRequest) -> pb.MemberListResponse:
+        if request.linearizable:
+            await self._server.linearizable_barrier()
+        resp = pb.MemberListResponse(
+            members=[
+                pb.Member(
+                    ID=m.id,
+                    name=m.name,
+                    peerURLs=m.peer_urls,
+                    clientURLs=m.client_urls,
+                    isLearner=m.is_learner,
+                )
+                for m in self._server.membership.members()
+            ]
+        )
+        self._fill(resp.header)
+        return resp
+
+    async def status(self, request: pb.StatusRequest) -> pb.StatusResponse:
+        s = self._server
+        resp = pb.StatusResponse(
+            version=SERVER_VERSION,
+            dbSize=_file_size(os.path.join(s.backend.path, "data.mdb")),
+            dbSizeInUse=s.backend.size(),
+            leader=s.leader_id,
+            raftIndex=s.committed_index,
+            raftTerm=s.term,
+            raftAppliedIndex=s.applied_index,
+            isLearner=s.is_learner,
+        )
+        self._header.fill(resp.header)
+        return resp
+
+    def _fill(self, h: pb.ResponseHeader) -> None:
+        """etcd's cluster responses carry no revision."""
+        s = self._server
+        h.cluster_id = s.cluster_id
+        h.member_id = s.member_id
+        h.raft_term = s.term
+
+
+def _file_size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
