@@ -200,3 +200,10 @@ def _assert_same(args: list[str], stdin: bytes, got: CtlResult, want: CtlResult)
         f"etcdctl {shown}: errors differ: synod {got.errors}, etcd {want.errors}"
     )
     assert got.rc == want.rc, f"etcdctl {shown}: exit code synod {got.rc}, etcd {want.rc}"
+
+
+def run_ctl(endpoint: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """etcdctl against one endpoint, its answer as text (never raises for a failed command)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
+    cmd = [etcdctl_binary(), f"--endpoints={endpoint}", "--dial-timeout", "5s", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=CTL_TIMEOUT)
