@@ -108,6 +108,7 @@ TIMEOUT_DUE_TO_CONNECTION_LOST = ErrorCode(
 TIMEOUT_WAIT_APPLIED_INDEX = ErrorCode(
     _UN, "etcdserver: request timed out, waiting for the applied index took too long"
 )
+TIMEOUT_LEADER_TRANSFER = ErrorCode(_UN, "etcdserver: request timed out, leader transfer took too long")
 UNHEALTHY = ErrorCode(_UN, "etcdserver: unhealthy cluster")
 CORRUPT = ErrorCode(StatusCode.DATA_LOSS, "etcdserver: corrupt cluster")
 NOT_SUPPORTED_FOR_LEARNER = ErrorCode(_UN, "etcdserver: rpc not supported for learner")

@@ -120,6 +120,7 @@ class RaftDriver:
         self._stopping = False
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wal")
         self.on_leader_change: list[Callable[[int, int], None]] = []  # (leader, term)
+        self._leader_waiters: list[asyncio.Future[tuple[int, int]]] = []
         # ReadIndex batching: the round in flight, and the reads waiting for the next one.
         self._read_seq = 0
         self._read_inflight: tuple[bytes, list[asyncio.Future[int]], float] | None = None
@@ -153,6 +154,16 @@ class RaftDriver:
 
     async def wait_leader(self) -> None:
         await self._has_leader.wait()
+
+    def transfer_leader(self, transferee: int) -> None:
+        self.node.transfer_leader(transferee)
+        self._wakeup.set()
+
+    async def wait_leader_change(self) -> tuple[int, int]:
+        """The next (leader, term) this member learns of."""
+        fut: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
+        self._leader_waiters.append(fut)
+        return await fut
 
     def step(self, m: Message) -> None:
         """A message from a peer (the transport calls this)."""
@@ -265,6 +276,10 @@ class RaftDriver:
         log.info("member %x: leader is now %x at term %d", self.cfg.member_id, lead, self.term)
         for callback in self.on_leader_change:
             callback(lead, self.term)
+        changed, self._leader_waiters = self._leader_waiters, []
+        for waiter in changed:
+            if not waiter.done():
+                waiter.set_result((lead, self.term))
 
     async def stop(self) -> None:
         self._stopping = True

@@ -362,6 +362,23 @@ class EtcdServer:
     def is_learner(self) -> bool:
         return False  # learners arrive with membership changes
 
+    async def move_leader(self, target: int) -> None:
+        """Hand leadership to ``target`` (etcd's MoveLeader: only the leader can, and waits for it)."""
+        node = self.node
+        if not isinstance(node, RaftDriver) or node.leader_id != self.member_id:
+            raise RPCError(rpctypes.NOT_LEADER)
+        if target not in self.membership.ids() or target == self.member_id:
+            if target == self.member_id:
+                return  # already the leader
+            raise RPCError(rpctypes.BAD_LEADER_TRANSFEREE)
+        node.transfer_leader(target)
+        try:
+            async with asyncio.timeout(self.cfg.request_timeout):
+                while node.leader_id != target:
+                    await node.wait_leader_change()
+        except TimeoutError:
+            raise RPCError(rpctypes.TIMEOUT_LEADER_TRANSFER) from None
+
     async def linearizable_barrier(self) -> None:
         """Return once everything committed before the call is applied here."""
         await self._linearizable_read()

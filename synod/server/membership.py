@@ -57,5 +57,8 @@ class Membership:
     def get(self, member_id: int) -> Member | None:
         return self._members.get(member_id)
 
+    def ids(self) -> set[int]:
+        return set(self._members)
+
     def members(self) -> list[Member]:
         return [self._members[i] for i in sorted(self._members)]

@@ -1,5 +1,6 @@
 """etcd's etcdctl 3.4 against 3- and 5-member synod clusters, compared with real etcd clusters started
-with the same flags (same names, peer and client URLs, so the same IDs)."""
+with the same flags (same names, peer and client URLs, so the same IDs): move-leader, member list,
+endpoint status and endpoint health."""
 
 from __future__ import annotations
 
@@ -28,7 +29,18 @@ def outputs(cluster: ClusterProcesses) -> dict[str, str]:
         return all(m.get("name") for m in members)
 
     wait_until(published, 30, "every member to publish itself")
+    status = json.loads(etcdctl(",".join(cluster.endpoints), "endpoint", "status", "-w", "json").stdout)
+    leader = status[0]["Status"]["leader"]
+    follower = next(r for r in status if r["Status"]["header"]["member_id"] != leader)
+    leader_ep = next(r["Endpoint"] for r in status if r["Status"]["header"]["member_id"] == leader)
+    target = f"{follower['Status']['header']['member_id']:x}"
+    moved = etcdctl(leader_ep, "move-leader", target).stdout
+    not_leader = etcdctl(follower["Endpoint"], "move-leader", target).stderr
+    after = json.loads(etcdctl(",".join(cluster.endpoints), "endpoint", "status", "-w", "json").stdout)
     return {
+        "moved": moved.replace(f"{leader:x}", "<OLD>").replace(target, "<NEW>"),
+        "not leader": not_leader.replace(follower["Endpoint"], "<EP>"),
+        "new leader": str({r["Status"]["leader"] for r in after} == {int(target, 16)}),
         "member list": etcdctl(endpoint, "member", "list").stdout,
         "member list json": etcdctl(endpoint, "member", "list", "-w", "json").stdout,
         "status": etcdctl(endpoint, "endpoint", "status", "--cluster", "-w", "json").stdout,
@@ -53,6 +65,9 @@ def test_member_list_endpoint_status_and_health_match_etcds(tmp_path: Path, size
     finally:
         synod.kill()
 
+    assert got["moved"] == want["moved"] == "Leadership transferred from <OLD> to <NEW>\n"
+    assert got["not leader"] == want["not leader"]
+    assert got["new leader"] == want["new leader"] == "True"
     assert got["member list"] == want["member list"]
     got_members = json.loads(got["member list json"])
     want_members = json.loads(want["member list json"])

@@ -1,4 +1,4 @@
-"""The Cluster and Maintenance services (the parts built so far: MemberList, Status)."""
+"""The Cluster and Maintenance services (the parts built so far: MemberList, Status, MoveLeader)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,14 @@ class ClusterService:
         return {
             "/etcdserverpb.Cluster/MemberList": self.member_list,
             "/etcdserverpb.Maintenance/Status": self.status,
+            "/etcdserverpb.Maintenance/MoveLeader": self.move_leader,
         }
+
+    async def move_leader(self, request: pb.MoveLeaderRequest) -> pb.MoveLeaderResponse:
+        await self._server.move_leader(request.targetID)
+        resp = pb.MoveLeaderResponse()
+        self._header.fill(resp.header)
+        return resp
 
     async def member_list(self, request: pb.MemberListRequest) -> pb.MemberListResponse:
         if request.linearizable:
