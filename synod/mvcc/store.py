@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
+import crc32c
+
 from synod.api.mvccpb.kv_pb2 import KeyValue
 from synod.backend import backend as bk
 from synod.backend import meta
@@ -136,6 +138,31 @@ class KVStore:
         if rev is None:
             return None
         return self._compact_backend(rev, self.index.keep(rev))
+
+    # -- hashing --------------------------------------------------------------
+
+    def hash_by_rev(self, rev: int) -> tuple[int, int, int]:
+        """etcd's HashKV: (CRC-32C of the key bucket up to ``rev``, current revision, compact revision).
+
+        The hash covers the bucket's name, then every record at or below ``rev``
+        (its revision bytes and value) in backend order, leaving out records below
+        the compaction that a finished compaction would have deleted, so members
+        with the same history hash alike whatever their compaction progress.
+        Raises ErrCompacted / ErrFutureRev for a revision outside the history.
+        """
+        compact_rev, current = self.compact_main_rev, self.current_rev
+        if 0 < rev <= compact_rev:
+            raise ErrCompacted(rev)
+        if rev > current:
+            raise ErrFutureRev(rev)
+        rev = rev or current
+        keep = self.index.keep(rev)
+        h = crc32c.crc32c(bk.KEY)
+        for key, value in self.backend.items(bk.KEY, b"", rev_to_bytes(rev + 1, 0)):
+            if keep and bytes_to_rev(key)[0] <= compact_rev and bytes_to_rev(key) not in keep:
+                continue  # scheduled for deletion by the compaction
+            h = crc32c.crc32c(value, crc32c.crc32c(key, h))
+        return h, current, compact_rev
 
     # -- restore --------------------------------------------------------------
 

@@ -379,6 +379,11 @@ class EtcdServer:
         except TimeoutError:
             raise RPCError(rpctypes.TIMEOUT_LEADER_TRANSFER) from None
 
+    def hash_kv(self, revision: int) -> tuple[int, int, int]:
+        """(hash, current revision, compact revision) of the key history up to ``revision``."""
+        with mvcc_errors():
+            return self.store.hash_by_rev(revision)
+
     async def linearizable_barrier(self) -> None:
         """Return once everything committed before the call is applied here."""
         await self._linearizable_read()

@@ -1,4 +1,4 @@
-"""The Cluster and Maintenance services (the parts built so far: MemberList, Status, MoveLeader)."""
+"""The Cluster and Maintenance services (the parts built so far: MemberList, Status, MoveLeader, HashKV)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,15 @@ class ClusterService:
             "/etcdserverpb.Cluster/MemberList": self.member_list,
             "/etcdserverpb.Maintenance/Status": self.status,
             "/etcdserverpb.Maintenance/MoveLeader": self.move_leader,
+            "/etcdserverpb.Maintenance/HashKV": self.hash_kv,
         }
+
+    async def hash_kv(self, request: pb.HashKVRequest) -> pb.HashKVResponse:
+        h, current, compact = self._server.hash_kv(request.revision)
+        resp = pb.HashKVResponse(hash=h, compact_revision=compact)
+        self._header.fill(resp.header)
+        resp.header.revision = current
+        return resp
 
     async def move_leader(self, request: pb.MoveLeaderRequest) -> pb.MoveLeaderResponse:
         await self._server.move_leader(request.targetID)
