@@ -37,6 +37,10 @@ DEFAULT_CHECKPOINT_INTERVAL = 300.0
 _RECORD = struct.Struct(">qqq")  # ID, TTL, remaining TTL
 
 
+class NotPrimaryError(Exception):
+    """Only the primary lessor (the leader's) keeps expiry times."""
+
+
 def lease_key(lease_id: int) -> bytes:
     return struct.pack(">q", lease_id)
 
@@ -158,11 +162,18 @@ class Lessor:
         self._expiry_heap = []
         self._checkpoint_heap = []
 
+    @property
+    def is_primary(self) -> bool:
+        return self._primary
+
     def renew(self, lease_id: int) -> tuple[int, bool]:
         """Keep a lease alive; returns its TTL and whether a checkpoint must be cleared (logged).
 
-        An unknown or expired lease raises LEASE_NOT_FOUND (an expired one is about to be revoked).
+        An unknown or expired lease raises LEASE_NOT_FOUND (an expired one is about to be revoked);
+        a lessor that is not the primary raises NotPrimaryError (the leader's must renew).
         """
+        if not self._primary:
+            raise NotPrimaryError
         lease = self._leases.get(lease_id)
         now = self._clock()
         if lease is None or lease.remaining(now) <= 0:
@@ -175,6 +186,8 @@ class Lessor:
 
     def expired(self, limit: int) -> list[int]:
         """Up to ``limit`` expired leases to revoke; each is offered again only after a retry interval."""
+        if not self._primary:
+            return []
         now = self._clock()
         out: list[int] = []
         heap = self._expiry_heap

@@ -25,6 +25,9 @@ import time
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
+import grpc
+import grpc.aio
+
 from synod import rpctypes
 from synod.api.etcdserverpb import rpc_pb2 as pb
 from synod.api.etcdserverpb.raft_internal_pb2 import InternalRaftRequest
@@ -45,11 +48,11 @@ from synod.raft.driver import (
 )
 from synod.raft.single import SingleNode
 from synod.raft.types import ENTRY_NORMAL, ConfState
-from synod.rpctypes import RPCError
+from synod.rpctypes import ErrorCode, RPCError
 from synod.server import ids
 from synod.server.apply import Applier, LeaseApplier, is_txn_readonly, is_txn_serializable
 from synod.server.cluster import Member, bootstrap_members, cluster_id_of, parse_initial_cluster
-from synod.server.config import ServerConfig
+from synod.server.config import ServerConfig, url_to_address
 from synod.server.membership import Membership
 from synod.server.wait import AppliedWait, Wait
 from synod.wal.wal import WAL, Entry, HardState, ReadResult, WALCorrupt
@@ -117,6 +120,7 @@ class EtcdServer:
         self.cluster_id = 0
         self.raft_mode = False
         self.members: dict[int, Member] = {}
+        self._leader_channels: dict[str, grpc.aio.Channel] = {}
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -439,8 +443,13 @@ class EtcdServer:
         resp: pb.LeaseRevokeResponse = await self._propose(InternalRaftRequest(lease_revoke=r))
         return resp
 
+    @property
+    def is_lease_primary(self) -> bool:
+        return self.lessor.is_primary
+
     def lease_renew(self, lease_id: int) -> int:
-        """Keep a lease alive (on the primary, not logged); returns its TTL. Raises LEASE_NOT_FOUND."""
+        """Keep a lease alive (on the primary, not logged); returns its TTL. Raises LEASE_NOT_FOUND,
+        and NotPrimaryError on a member that is not the leader (``forward_keep_alive`` then)."""
         if self._stopped:
             raise RPCError(rpctypes.STOPPED)
         ttl, clear_checkpoint = self.lessor.renew(lease_id)
@@ -449,6 +458,56 @@ class EtcdServer:
             cp = pb.LeaseCheckpointRequest(checkpoints=[pb.LeaseCheckpoint(ID=lease_id, remaining_TTL=0)])
             self._spawn(self._propose(InternalRaftRequest(lease_checkpoint=cp)))
         return ttl
+
+    async def forward_keep_alive(self, lease_id: int) -> int:
+        """Renew a lease through the leader (etcd forwards a follower's keep-alives the same way)."""
+        req = pb.LeaseKeepAliveRequest(ID=lease_id).SerializeToString()
+        raw = await self._call_leader("/etcdserverpb.Lease/LeaseKeepAlive", req, stream=True)
+        resp = pb.LeaseKeepAliveResponse.FromString(raw)
+        if resp.TTL <= 0:
+            raise RPCError(rpctypes.LEASE_NOT_FOUND)
+        return resp.TTL
+
+    async def forward_time_to_live(self, r: pb.LeaseTimeToLiveRequest) -> pb.LeaseTimeToLiveResponse:
+        raw = await self._call_leader("/etcdserverpb.Lease/LeaseTimeToLive", r.SerializeToString())
+        return pb.LeaseTimeToLiveResponse.FromString(raw)
+
+    async def _call_leader(self, method: str, request: bytes, *, stream: bool = False) -> bytes:
+        """One call to the leader's client URL (the first response of a stream)."""
+        node = self.node
+        try:
+            async with asyncio.timeout(self.cfg.request_timeout):
+                while True:
+                    leader = self.membership.get(node.leader_id) if node.leader_id else None
+                    if leader is not None and leader.id != self.member_id and leader.client_urls:
+                        break
+                    if not isinstance(node, RaftDriver):
+                        raise RPCError(rpctypes.NO_LEADER)
+                    await node.wait_leader_change()
+                channel = self._leader_channel(leader.client_urls[0])
+                if not stream:
+                    call = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
+                    result: bytes = await call(request)
+                    return result
+                opener = channel.stream_stream(method, request_serializer=None, response_deserializer=None)
+                streaming = opener(None)  # type: ignore[arg-type]  # grpc.aio's write() style
+                await streaming.write(request)
+                first = await streaming.read()
+                streaming.cancel()
+                if not isinstance(first, bytes):
+                    raise RPCError(rpctypes.NO_LEADER)
+                return first
+        except TimeoutError:
+            raise RPCError(rpctypes.TIMEOUT) from None
+        except grpc.aio.AioRpcError as e:
+            raise RPCError(ErrorCode(e.code(), e.details() or "")) from None
+
+    def _leader_channel(self, url: str) -> grpc.aio.Channel:
+        channel = self._leader_channels.get(url)
+        if channel is None:
+            channel = grpc.aio.insecure_channel(url_to_address(url))
+            self._leader_channels[url] = channel
+        return channel
 
     def lease_time_to_live(self, r: pb.LeaseTimeToLiveRequest) -> pb.LeaseTimeToLiveResponse:
         lease = self.lessor.lookup(r.ID)

@@ -50,8 +50,10 @@ def test_member_and_cluster_ids_and_the_first_term_equal_etcds(tmp_path: Path) -
         got = [(h.cluster_id, h.member_id, h.raft_term) for h in headers(synod)]
     finally:
         synod.kill()
-    assert got == want
-    assert len({m for _, m, _ in got}) == 3 and all(t == 2 for _, _, t in got)
+    assert [(c, m) for c, m, _ in got] == [(c, m) for c, m, _ in want]
+    assert len({m for _, m, _ in got}) == 3
+    # The first leader's term is 2 on both, unless a split vote needed a second round (on either).
+    assert all(t >= 2 for _, _, t in got + want) and {t for *_, t in got} == {got[0][2]}
 
 
 def test_writes_replicate_and_survive_the_loss_of_any_one_member(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 from synod import rpctypes
 from synod.api.etcdserverpb import rpc_pb2 as pb
+from synod.lease.lessor import NotPrimaryError
 from synod.rpctypes import RPCError
 from synod.server.api.header import Header
 from synod.server.api.methods import StreamHandler, StreamWrite, UnaryHandler
@@ -36,6 +37,9 @@ class LeaseService:
         return resp
 
     async def time_to_live(self, request: pb.LeaseTimeToLiveRequest) -> pb.LeaseTimeToLiveResponse:
+        if not self._server.is_lease_primary:
+            # Only the leader knows how long a lease has left: ask it (as etcd does).
+            return await self._server.forward_time_to_live(request)
         try:
             resp = self._server.lease_time_to_live(request)
         except RPCError as e:
@@ -56,17 +60,20 @@ class LeaseService:
     async def keep_alive(self, requests: AsyncIterator[bytes], write: StreamWrite) -> None:
         """One response per request, in order, until the client closes its side."""
         async for raw in requests:
-            response = self.keep_alive_response(pb.LeaseKeepAliveRequest.FromString(raw))
+            response = await self.keep_alive_response(pb.LeaseKeepAliveRequest.FromString(raw))
             await write(response.SerializeToString())
 
-    def keep_alive_response(self, request: pb.LeaseKeepAliveRequest) -> pb.LeaseKeepAliveResponse:
-        """Renew one lease: TTL 0 if it is unknown or expired, as etcd answers."""
+    async def keep_alive_response(self, request: pb.LeaseKeepAliveRequest) -> pb.LeaseKeepAliveResponse:
+        """Renew one lease: TTL 0 if it is unknown or expired, as etcd answers. A follower asks the leader."""
         resp = pb.LeaseKeepAliveResponse(ID=request.ID)
         # The header is taken before the renewal, as etcd does: a keep-alive that succeeded
         # is then never reported at a revision after the lease's revocation.
         self._header.fill(resp.header)
         try:
-            resp.TTL = self._server.lease_renew(request.ID)
+            try:
+                resp.TTL = self._server.lease_renew(request.ID)
+            except NotPrimaryError:
+                resp.TTL = await self._server.forward_keep_alive(request.ID)
         except RPCError as e:
             if e.error is not rpctypes.LEASE_NOT_FOUND:
                 raise
