@@ -8,7 +8,13 @@ of records::
 
 A segment opens with a METADATA record (the member's identity), the latest
 HARD_STATE and a SNAPSHOT record naming the (index, term) the segment's entries
-follow. Records of later segments come after those of earlier ones.
+follow, then the latest RAFT_SNAPSHOT if there is one. Records of later
+segments come after those of earlier ones.
+
+A RAFT_SNAPSHOT record (index, term, configuration) says that the member's
+state up to ``index`` is in its backend: entries up to it are no longer
+needed, and reading returns only those after it (a member that installed a
+snapshot from its leader continues its log right after the snapshot's index).
 
 Reading repeats what raft did: an entry at index ``i`` replaces every entry at
 ``i`` or later that was read before it (a new leader overwrote them), and
@@ -33,9 +39,10 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 
-from synod.raft.types import Entry, HardState
+from synod.raft.codec import decode_conf_state, encode_conf_state
+from synod.raft.types import ConfState, Entry, HardState
 
-__all__ = ["WAL", "Entry", "HardState", "ReadResult", "WALCorrupt", "encode_entry"]
+__all__ = ["WAL", "Entry", "HardState", "RaftSnapshotMark", "ReadResult", "WALCorrupt", "encode_entry"]
 
 SEGMENT_BYTES = 64 << 20
 
@@ -43,7 +50,8 @@ METADATA = 1
 ENTRY = 2
 HARD_STATE = 3
 SNAPSHOT = 4
-_TYPES = frozenset((METADATA, ENTRY, HARD_STATE, SNAPSHOT))
+RAFT_SNAPSHOT = 5
+_TYPES = frozenset((METADATA, ENTRY, HARD_STATE, SNAPSHOT, RAFT_SNAPSHOT))
 
 
 _HEADER = struct.Struct("<IIB")
@@ -66,6 +74,24 @@ class ReadResult:
     snapshot_term: int = 0
     entries: list[Entry] = field(default_factory=list)
     repaired_bytes: int = 0  # size of the torn tail that was cut off
+    raft_snapshot: RaftSnapshotMark | None = None  # the latest RAFT_SNAPSHOT record
+
+
+@dataclass(frozen=True, slots=True)
+class RaftSnapshotMark:
+    index: int
+    term: int
+    conf_state: ConfState
+
+    def encode(self) -> bytes:
+        payload = _SNAPSHOT.pack(self.index, self.term) + encode_conf_state(self.conf_state)
+        return _record(RAFT_SNAPSHOT, payload)
+
+    @staticmethod
+    def decode(payload: bytes) -> RaftSnapshotMark:
+        index, term = _SNAPSHOT.unpack_from(payload)
+        cs, _ = decode_conf_state(payload, _SNAPSHOT.size)
+        return RaftSnapshotMark(index, term, cs)
 
 
 def _record(rtype: int, payload: bytes) -> bytes:
@@ -148,6 +174,7 @@ class WAL:
         self._seq = 0
         self._fd = -1
         self._size = 0
+        self._raft_snapshot: RaftSnapshotMark | None = None
 
     # -- creation and opening -----------------------------------------------
 
@@ -208,11 +235,19 @@ class WAL:
                             entries = [e for e in entries if e.index > snap_index]
                     if not entries:
                         first = snap_index + 1
+                elif rtype == RAFT_SNAPSHOT:
+                    found = RaftSnapshotMark.decode(payload)
+                    if result.raft_snapshot is None or found.index >= result.raft_snapshot.index:
+                        result.raft_snapshot = found
+                        # Everything up to the mark is in the backend; the log goes on after it.
+                        entries = [e for e in entries if e.index > found.index]
+                        first = found.index + 1
                 elif rtype == METADATA:
                     if result.metadata and payload != result.metadata:
                         raise WALCorrupt(f"wal: segment {name} belongs to another member")
                     result.metadata = payload
-        if entries and entries[0].index != result.snapshot_index + 1:
+        start = result.raft_snapshot.index if result.raft_snapshot else result.snapshot_index
+        if entries and entries[0].index != start + 1:
             raise WALCorrupt(
                 f"wal: entries start at {entries[0].index}, after snapshot {result.snapshot_index}"
             )
@@ -220,9 +255,11 @@ class WAL:
             raise WALCorrupt(f"wal: {dirpath} has no metadata record")
         result.entries = entries
         seq, _, name = segments[-1]
-        last_index = entries[-1].index if entries else result.snapshot_index
-        last_term = entries[-1].term if entries else result.snapshot_term
+        mark = result.raft_snapshot
+        last_index = entries[-1].index if entries else mark.index if mark else result.snapshot_index
+        last_term = entries[-1].term if entries else mark.term if mark else result.snapshot_term
         wal = cls(dirpath, result.metadata, result.hard_state, last_index, last_term)
+        wal._raft_snapshot = mark
         wal._seq = seq
         wal._fd = os.open(os.path.join(dirpath, name), os.O_WRONLY | os.O_APPEND)
         wal._size = os.fstat(wal._fd).st_size
@@ -255,6 +292,8 @@ class WAL:
             + _record(HARD_STATE, _HARD_STATE.pack(hs.term, hs.vote, hs.commit))
             + _record(SNAPSHOT, _SNAPSHOT.pack(self.last_index, self.last_term))
         )
+        if self._raft_snapshot is not None:
+            header += self._raft_snapshot.encode()
         path = os.path.join(self.dir, _segment_name(seq, self.last_index + 1))
         fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
         self._fd, self._seq, self._size = fd, seq, 0
@@ -283,6 +322,18 @@ class WAL:
         if entries:
             self.last_index = entries[-1].index
             self.last_term = entries[-1].term
+
+    def save_snapshot(self, mark: RaftSnapshotMark) -> None:
+        """Record (durably) that the state up to ``mark.index`` is in the backend.
+
+        If the log ends before the mark (a snapshot installed from the leader), it continues
+        right after it.
+        """
+        self._write(mark.encode())
+        self._raft_snapshot = mark
+        if mark.index > self.last_index:
+            self.last_index, self.last_term = mark.index, mark.term
+        self.sync()
 
     def sync(self) -> None:
         os.fdatasync(self._fd)

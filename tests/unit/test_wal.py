@@ -138,3 +138,53 @@ def test_segment_cut_short_while_starting_is_discarded(tmp_path, monkeypatch):
     assert _segment_paths(tmp_path) == segments
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
     w.close()
+
+
+def test_a_raft_snapshot_mark_drops_the_entries_it_covers(tmp_path):
+    from synod.raft.types import ConfState
+    from synod.wal.wal import RaftSnapshotMark
+
+    mark = RaftSnapshotMark(5, 2, ConfState(voters=(1, 2, 3), learners=(4,)))
+    w = WAL.create(str(tmp_path), META, 1, 1)
+    w.save_and_sync(HardState(2, 1, 8), _entries(2, 7, term=2))
+    w.save_snapshot(mark)
+    w.save_and_sync(None, _entries(9, 2, term=2))
+    w.close()
+    _, read = WAL.open(str(tmp_path))
+    assert read.raft_snapshot == mark
+    assert [e.index for e in read.entries] == [6, 7, 8, 9, 10]
+
+
+def test_a_snapshot_beyond_the_log_continues_the_log_after_it(tmp_path):
+    from synod.raft.types import ConfState
+    from synod.wal.wal import RaftSnapshotMark
+
+    w = WAL.create(str(tmp_path), META, 1, 1)
+    w.save_and_sync(None, _entries(2, 3))
+    w.save_snapshot(RaftSnapshotMark(100, 7, ConfState(voters=(1,))))  # installed from a leader
+    assert (w.last_index, w.last_term) == (100, 7)
+    w.save_and_sync(None, _entries(101, 2, term=7))
+    w.close()
+    w, read = WAL.open(str(tmp_path))
+    assert read.raft_snapshot is not None and read.raft_snapshot.index == 100
+    assert [e.index for e in read.entries] == [101, 102]
+    assert w.last_index == 102
+
+
+def test_the_mark_survives_in_later_segment_headers_when_old_segments_are_released(tmp_path, monkeypatch):
+    from synod.raft.types import ConfState
+    from synod.wal.wal import RaftSnapshotMark
+
+    monkeypatch.setattr(walmod, "SEGMENT_BYTES", 200)
+    w = WAL.create(str(tmp_path), META, 1, 1)
+    w.save_and_sync(None, _entries(2, 10))
+    mark = RaftSnapshotMark(11, 1, ConfState(voters=(1, 2, 3)))
+    w.save_snapshot(mark)
+    for i in range(12, 40):
+        w.save_and_sync(None, _entries(i, 1))
+    assert len(_segment_paths(tmp_path)) > 3
+    assert w.release_to(11) >= 1  # segments holding only entries the mark covers
+    w.close()
+    _, read = WAL.open(str(tmp_path))
+    assert read.raft_snapshot == mark
+    assert [e.index for e in read.entries] == list(range(12, 40))
