@@ -12,6 +12,7 @@ from the WAL, guarded by the consistent index kept in the ``meta`` bucket.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 
 import lmdb
@@ -93,6 +94,17 @@ class Backend:
         self._txn.commit()
         self._txn = self._env.begin(write=True)
         self.pending = 0
+
+    def copy_bytes(self) -> bytes:
+        """The committed database as one file's bytes (a consistent LMDB copy; call ``commit`` first).
+
+        Safe from another thread: a compacting copy reads in its own read transaction, whereas a
+        plain copy would wait for the writer lock that the open write transaction holds.
+        """
+        with tempfile.TemporaryDirectory(dir=os.path.dirname(self.path) or ".") as tmp:
+            self._env.copy(tmp, compact=True)
+            with open(os.path.join(tmp, "data.mdb"), "rb") as f:
+                return f.read()
 
     def size(self) -> int:
         """Bytes of the database file (what etcd reports as dbSize)."""

@@ -188,6 +188,14 @@ class WatchableStore:
         self.unsynced = WatcherGroup()
         self.victims: dict[Watcher, EventBatch] = {}
 
+    def restore(self, store: KVStore) -> None:
+        """The store was replaced (a snapshot installed): every watcher catches up from the new one."""
+        self.store = store
+        store.on_commit = self._notify
+        for w in list(self.synced):
+            self.synced.remove(w)
+            self.unsynced.add(w)
+
     # -- watchers -------------------------------------------------------------
 
     def watch(

@@ -25,10 +25,10 @@ import asyncio
 import logging
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from synod.raft.codec import decode_conf_change
 from synod.raft.node import ApplyFn
@@ -42,14 +42,16 @@ from synod.raft.types import (
     Entry,
     HardState,
     Message,
+    MessageType,
     Snapshot,
     SnapshotMetadata,
 )
-from synod.wal.wal import WAL
+from synod.wal.wal import WAL, RaftSnapshotMark
 
 log = logging.getLogger("synod.raft.driver")
 
 _CTX = struct.Struct(">Q")
+SNAPSHOT_PREPARE_TIMEOUT = 60.0
 
 
 class ReadResultLike(Protocol):
@@ -59,6 +61,7 @@ class ReadResultLike(Protocol):
     snapshot_term: int
     entries: list[Entry]
     hard_state: HardState
+    raft_snapshot: RaftSnapshotMark | None
 
 
 class Transport(Protocol):
@@ -121,6 +124,11 @@ class RaftDriver:
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wal")
         self.on_leader_change: list[Callable[[int, int], None]] = []  # (leader, term)
         self._leader_waiters: list[asyncio.Future[tuple[int, int]]] = []
+        self._background: set[asyncio.Future[None]] = set()
+        # The application's side of snapshots: fill an outgoing MsgSnap with its state, and install
+        # one received from the leader (then the WAL mark is written through ``write_mark``).
+        self.prepare_snapshot: Callable[[Message], Awaitable[Message]] | None = None
+        self.install_snapshot: Callable[[Snapshot], Awaitable[None]] | None = None
         # ReadIndex batching: the round in flight, and the reads waiting for the next one.
         self._read_seq = 0
         self._read_inflight: tuple[bytes, list[asyncio.Future[int]], float] | None = None
@@ -238,6 +246,19 @@ class RaftDriver:
         if rd.soft_state is not None:
             self._leader_changed(rd.soft_state.lead)
         leader = self.is_leader
+        if any(m.type == MessageType.SNAP for m in rd.messages):
+            for m in rd.messages:
+                if m.type == MessageType.SNAP:
+                    self._spawn(self._send_snapshot(m))
+            rd.messages = [m for m in rd.messages if m.type != MessageType.SNAP]
+        if rd.snapshot is not None and not rd.snapshot.empty:
+            # A snapshot from the leader: the application takes its data before anything after it.
+            if self.install_snapshot is None:
+                raise RuntimeError("received a snapshot but nothing can install it")
+            await self.install_snapshot(rd.snapshot)
+            md = rd.snapshot.metadata
+            self.storage.apply_snapshot(Snapshot(b"", md))
+            self.conf_state = md.conf_state
         if leader and rd.messages:
             self._transport.send(rd.messages)
         if rd.entries or rd.hard_state is not None:
@@ -257,6 +278,31 @@ class RaftDriver:
         if rd.read_states:
             self._answer_reads(rd)
         self.node.advance(rd)
+
+    async def _send_snapshot(self, m: Message) -> None:
+        """Fill a snapshot message with the application's state (etcd's merged snapshot) and send it."""
+        try:
+            if self.prepare_snapshot is None:
+                raise RuntimeError("no snapshot data to send")
+            # A snapshot that can't be prepared in time is reported failed, so the follower is
+            # probed (and offered a snapshot) again rather than left waiting.
+            full = await asyncio.wait_for(self.prepare_snapshot(m), SNAPSHOT_PREPARE_TIMEOUT)
+            self._transport.send([full])
+        except Exception:
+            log.exception("member %x: sending a snapshot to %x failed", self.cfg.member_id, m.to)
+            self.node.report_snapshot(m.to, failed=True)
+        else:
+            self.node.report_snapshot(m.to, failed=False)
+        self._wakeup.set()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def write_mark(self, mark: RaftSnapshotMark) -> None:
+        """Record a snapshot mark in the WAL (in the I/O thread, after writes already queued)."""
+        await asyncio.get_running_loop().run_in_executor(self._io, self._wal.save_snapshot, mark)
 
     def _persist(self, rd: Ready, sync: bool) -> None:
         self._wal.save(rd.hard_state, rd.entries)
@@ -281,9 +327,37 @@ class RaftDriver:
             if not waiter.done():
                 waiter.set_result((lead, self.term))
 
+    async def snapshot(self, index: int, catch_up: int) -> None:
+        """Record that the state up to ``index`` (applied, and committed to the backend) is a snapshot.
+
+        The in-memory log keeps ``catch_up`` entries before it for followers a little behind (further
+        behind, they get the backend); the WAL keeps only what follows it. The WAL is written in the
+        driver's I/O thread, after any write already queued there.
+        """
+        storage = self.storage
+        if index <= storage.snapshot().metadata.index:
+            return
+        term = storage.term(index)
+        storage.create_snapshot(index, self.conf_state, b"")
+        mark = RaftSnapshotMark(index, term, self.conf_state)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._io, self._wal.save_snapshot, mark)
+        await loop.run_in_executor(self._io, self._wal.release_to, index)
+        compact_to = index - catch_up
+        if compact_to > storage.first_index():
+            storage.compact(compact_to)
+        log.info(
+            "member %x: snapshot at index %d (log kept from %d)",
+            self.cfg.member_id,
+            index,
+            storage.first_index(),
+        )
+
     async def stop(self) -> None:
         self._stopping = True
         self._wakeup.set()
+        for task in list(self._background):
+            task.cancel()
         for fut in [*self._read_next, *(self._read_inflight[1] if self._read_inflight else [])]:
             if not fut.done():
                 fut.set_exception(NoLeaderError("stopped"))
@@ -297,11 +371,14 @@ def restore_storage(wal_read: ReadResultLike | None, conf_state: ConfState) -> M
     """The in-memory Raft log of a member: its snapshot point, then what its WAL holds after it.
 
     A new member (``wal_read`` None) starts from the bootstrap snapshot, which holds the
-    initial configuration.
+    initial configuration; a member that took or installed a snapshot starts from its mark.
     """
     storage = MemoryStorage()
     if wal_read is None:
         index, term = BOOTSTRAP_INDEX, BOOTSTRAP_TERM
+    elif wal_read.raft_snapshot is not None:
+        mark = wal_read.raft_snapshot
+        index, term, conf_state = mark.index, mark.term, mark.conf_state
     else:
         index, term = wal_read.snapshot_index, wal_read.snapshot_term
     storage.apply_snapshot(Snapshot(b"", SnapshotMetadata(conf_state, index=index, term=term)))

@@ -39,6 +39,7 @@ class ServerConfig:
     heartbeat_interval: float = 0.1
     election_timeout: float = 1.0
     snapshot_count: int = 100_000
+    snapshot_catch_up_entries: int = 5000  # etcd 3.5's --experimental-snapshot-catchup-entries
     pre_vote: bool = True
     # etcd's --experimental-enable-lease-checkpoint: the primary logs leases' remaining TTLs
     # every lease_checkpoint_interval, so a restart or new leader does not give them a full TTL.

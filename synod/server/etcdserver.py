@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import logging
 import os
 import random
+import shutil
 import struct
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -47,7 +49,7 @@ from synod.raft.driver import (
     restore_storage,
 )
 from synod.raft.single import SingleNode
-from synod.raft.types import ENTRY_NORMAL, ConfState
+from synod.raft.types import ENTRY_NORMAL, ConfState, Message, Snapshot, SnapshotMetadata
 from synod.rpctypes import ErrorCode, RPCError
 from synod.server import ids
 from synod.server.apply import Applier, LeaseApplier, is_txn_readonly, is_txn_serializable
@@ -55,7 +57,7 @@ from synod.server.cluster import Member, bootstrap_members, cluster_id_of, parse
 from synod.server.config import ServerConfig, url_to_address
 from synod.server.membership import Membership
 from synod.server.wait import AppliedWait, Wait
-from synod.wal.wal import WAL, Entry, HardState, ReadResult, WALCorrupt
+from synod.wal.wal import WAL, Entry, HardState, RaftSnapshotMark, ReadResult, WALCorrupt
 
 log = logging.getLogger("synod.server")
 
@@ -94,6 +96,59 @@ def _lock_data_dir(path: str) -> int:
     return fd
 
 
+def _write_database(directory: str, data: bytes) -> None:
+    """A received backend, durably, as an LMDB environment directory."""
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory)
+    path = os.path.join(directory, "data.mdb")
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    _fsync_path(directory)
+
+
+def _swap_in(incoming: str, backend_dir: str) -> None:
+    """Atomically make ``incoming`` the backend directory (the old one is removed)."""
+    old = backend_dir + ".old"
+    shutil.rmtree(old, ignore_errors=True)
+    os.rename(backend_dir, old)
+    os.rename(incoming, backend_dir)
+    _fsync_path(os.path.dirname(backend_dir))
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _fsync_path(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _finish_install(cfg: ServerConfig) -> None:
+    """Complete a snapshot install a crash interrupted: swap in a received backend the WAL records."""
+    incoming = cfg.backend_dir + ".incoming"
+    if not os.path.isdir(incoming):
+        return
+    mark = None
+    if WAL.exists(cfg.wal_dir):
+        wal, read = WAL.open(cfg.wal_dir)
+        wal.close()
+        mark = read.raft_snapshot
+    received = Backend(incoming)
+    index = meta.get_int(received, meta.CONSISTENT_INDEX) or 0
+    received.close(commit=False)
+    current = Backend(cfg.backend_dir)
+    applied = meta.get_int(current, meta.CONSISTENT_INDEX) or 0
+    current.close(commit=False)
+    if mark is not None and index >= mark.index > applied:
+        log.warning("finishing the install of the snapshot at index %d", mark.index)
+        _swap_in(incoming, cfg.backend_dir)
+    else:
+        shutil.rmtree(incoming, ignore_errors=True)
+
+
 class EtcdServer:
     def __init__(
         self,
@@ -121,6 +176,8 @@ class EtcdServer:
         self.raft_mode = False
         self.members: dict[int, Member] = {}
         self._leader_channels: dict[str, grpc.aio.Channel] = {}
+        self._snapshot_index = 0
+        self._snapshotting = False
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -202,6 +259,11 @@ class EtcdServer:
         cfg = self.cfg
         os.makedirs(cfg.member_dir, exist_ok=True)
         self._lock_fd = _lock_data_dir(os.path.join(cfg.member_dir, "lock"))
+        try:
+            _finish_install(cfg)
+        except (WALCorrupt, OSError) as e:
+            os.close(self._lock_fd)
+            raise DataDirError(f"cannot finish installing a received snapshot: {e}") from e
         self.backend = Backend(cfg.backend_dir)
         wal: WAL | None = None
         try:
@@ -230,11 +292,16 @@ class EtcdServer:
             if read.repaired_bytes:
                 log.warning("wal: cut off a torn tail of %d bytes", read.repaired_bytes)
             self.raft_mode = read.metadata[_IDENTITY.size :] == _RAFT_MODE
-            # A Raft member's log starts after the bootstrap snapshot, which holds no data.
-            applied_floor = BOOTSTRAP_INDEX if self.raft_mode else 0
-            if read.snapshot_index > max(self._consistent_index, applied_floor):
+            # A Raft member's log starts after its snapshot mark (or the bootstrap snapshot, which
+            # holds no data); everything up to the mark must be in the backend.
+            if self.raft_mode:
+                start = read.raft_snapshot.index if read.raft_snapshot else BOOTSTRAP_INDEX
+                floor = 0 if read.raft_snapshot else BOOTSTRAP_INDEX
+            else:
+                start, floor = read.snapshot_index, 0
+            if start > max(self._consistent_index, floor):
                 raise DataDirError(
-                    f"{cfg.wal_dir}: the WAL starts after entry {read.snapshot_index} "
+                    f"{cfg.wal_dir}: the WAL starts after entry {start} "
                     f"but the backend has only applied up to {self._consistent_index}"
                 )
             if wal.last_index < self._consistent_index:
@@ -283,6 +350,7 @@ class EtcdServer:
         cfg = self.cfg
         conf_state = ConfState(voters=tuple(sorted(self.members)))
         storage = restore_storage(read, conf_state)
+        self._snapshot_index = storage.first_index() - 1
         self.transport = PeerTransport(self.member_id, self.cluster_id, self._step)
         driver = RaftDriver(
             DriverConfig(
@@ -294,11 +362,15 @@ class EtcdServer:
             storage,
             self._wal,
             self.transport,
-            applied=max(self._consistent_index, storage.first_index() - 1),
+            # Raft hands back every committed entry after its snapshot: configuration changes are
+            # applied to it again, the rest is skipped by the consistent index.
+            applied=storage.first_index() - 1,
             rng=random.Random(),
         )
         self.transport.report_unreachable = driver.node.report_unreachable
         driver.on_leader_change.append(self._leader_changed)
+        driver.prepare_snapshot = self._prepare_snapshot
+        driver.install_snapshot = self._install_snapshot
         try:
             await self.transport.listen(cfg.listen_peer_urls)
         except OSError as e:
@@ -306,6 +378,65 @@ class EtcdServer:
         for member in self.members.values():
             self.transport.add_peer(member.id, member.peer_urls)
         return driver
+
+    async def _prepare_snapshot(self, m: Message) -> Message:
+        """A MsgSnap carries this member's whole backend, at the applied index (etcd's merged snapshot)."""
+        assert isinstance(self.node, RaftDriver)
+        self._commit_backend()
+        index = self._consistent_index
+        term = self.node.storage.term(index)
+        conf_state = self.node.conf_state
+        # The copy may include entries applied after ``index``: its own consistent index says so,
+        # and the receiver skips those entries when Raft hands them over again.
+        data = await asyncio.to_thread(self.backend.copy_bytes)
+        log.info("sending a snapshot at index %d (%d bytes) to %x", index, len(data), m.to)
+        return dataclasses.replace(m, snapshot=Snapshot(data, SnapshotMetadata(conf_state, index, term)))
+
+    async def _install_snapshot(self, snap: Snapshot) -> None:
+        """Replace the backend with the leader's (etcd's applySnapshot).
+
+        Order, so that a crash anywhere leaves a member that starts: the received database is
+        written and synced beside the backend, then the WAL records the snapshot, then the
+        database replaces the backend (``_finish_install`` also completes this at start).
+        """
+        assert isinstance(self.node, RaftDriver)
+        md = snap.metadata
+        incoming = self.cfg.backend_dir + ".incoming"
+        await asyncio.to_thread(_write_database, incoming, snap.data)
+        await self.node.write_mark(RaftSnapshotMark(md.index, md.term, md.conf_state))
+        self.backend.close(commit=False)
+        _swap_in(incoming, self.cfg.backend_dir)
+        self._reopen_backend()
+        self._snapshot_index = md.index
+        for member in self.membership.members():
+            self.transport.add_peer(member.id, member.peer_urls)
+        log.info(
+            "installed a snapshot at index %d; applied index is now %d", md.index, self._consistent_index
+        )
+
+    def _reopen_backend(self) -> None:
+        """Rebuild everything held over the backend after it was replaced."""
+        cfg = self.cfg
+        self.backend = Backend(cfg.backend_dir)
+        self._consistent_index = meta.get_int(self.backend, meta.CONSISTENT_INDEX) or 0
+        self.lessor = Lessor(
+            self.backend,
+            min_ttl=cfg.min_lease_ttl,
+            clock=self._clock,
+            checkpoint_interval=cfg.lease_checkpoint_interval if cfg.lease_checkpoint else None,
+        )
+        self.store = KVStore(self.backend, self.lessor)
+        self.watchable.restore(self.store)
+        self.applier = Applier(self.store, self.lessor)
+        self.lease_applier = LeaseApplier(self.store, self.lessor)
+        self.membership = Membership(self.backend)
+        if self.node.leader_id == self.member_id:
+            self.lessor.promote()
+        pending = self.store.take_pending_compaction()
+        if pending is not None:
+            self._compactions.put_nowait((pending, asyncio.get_running_loop().create_future()))
+        self._applied.advance(self._consistent_index)
+        self.kick_watchers()
 
     def _step(self, m: Any) -> None:
         node = self.node
@@ -589,6 +720,24 @@ class EtcdServer:
         self._applied.advance(self._consistent_index)
         if self.backend.pending >= self.cfg.backend_batch_limit:
             self._commit_backend()
+        if (
+            self.raft_mode
+            and not self._snapshotting
+            and self._consistent_index - self._snapshot_index > self.cfg.snapshot_count
+        ):
+            self._snapshotting = True
+            self._spawn(self._take_snapshot())
+
+    async def _take_snapshot(self) -> None:
+        """etcd's snapshot every --snapshot-count entries: the backend holds the state, the log is cut."""
+        try:
+            assert isinstance(self.node, RaftDriver)
+            self._commit_backend()
+            index = self._consistent_index
+            await self.node.snapshot(index, self.cfg.snapshot_catch_up_entries)
+            self._snapshot_index = index
+        finally:
+            self._snapshotting = False
 
     def _apply_request(self, irr: InternalRaftRequest) -> Any:
         """The result for the waiting caller: a response, or the RPCError to answer."""

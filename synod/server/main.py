@@ -164,6 +164,14 @@ async def serve(cfg: ServerConfig) -> None:
     help="Number of committed transactions to trigger a snapshot to disk.",
 )
 @click.option(
+    "--experimental-snapshot-catchup-entries",
+    "snapshot_catchup_entries",
+    default=5000,
+    show_default=True,
+    type=int,
+    help="Number of entries for a slow follower to catch up after compacting the raft storage entries.",
+)
+@click.option(
     "--pre-vote",
     default="true",
     show_default=True,
@@ -242,6 +250,7 @@ def main(
     heartbeat_interval: int,
     election_timeout: int,
     snapshot_count: int,
+    snapshot_catchup_entries: int,
     pre_vote: str,
     max_request_bytes: int,
     max_txn_ops: int,
@@ -271,6 +280,7 @@ def main(
             heartbeat_interval=heartbeat_interval / 1000,
             election_timeout=election_timeout / 1000,
             snapshot_count=snapshot_count,
+            snapshot_catch_up_entries=snapshot_catchup_entries,
             pre_vote=pre_vote == "true",
             max_request_bytes=max_request_bytes,
             max_txn_ops=max_txn_ops,

@@ -75,3 +75,47 @@ def test_writes_replicate_and_survive_the_loss_of_any_one_member(tmp_path: Path)
             assert [(x.key, x.value) for x in got.kvs] == [(b"k%d" % i, b"v%d" % i) for i in range(4)]
     finally:
         cluster.kill()
+
+
+def test_snapshots_compact_the_log_and_a_member_far_behind_gets_the_backend(tmp_path: Path) -> None:
+    flags = ["--snapshot-count", "50", "--experimental-snapshot-catchup-entries", "10"]
+    cluster = ClusterProcesses("synod", tmp_path, extra_args=flags).start()
+    try:
+        for i in range(100):
+            put_eventually(cluster.endpoints, b"s/%03d" % i, b"a")
+        lagging = cluster.members[2]
+        lagging.kill()
+        live = [m.endpoint for m in cluster.members[:2]]
+        for i in range(100, 400):
+            put_eventually(live, b"s/%03d" % i, b"b")
+        # Its log is long gone from the others' memory: it catches up from a snapshot of the backend.
+        lagging.start()
+        want = [(b"s/%03d" % i, b"a" if i < 100 else b"b") for i in range(400)]
+
+        def caught_up() -> bool:
+            got = kv(lagging.endpoint).Range(
+                pb.RangeRequest(key=b"s/", range_end=b"s0", serializable=True), timeout=10
+            )
+            return [(x.key, x.value) for x in got.kvs] == want
+
+        wait_until(caught_up, 60, "the lagging member to install a snapshot and catch up")
+        assert "installed a snapshot" in lagging.log_text()
+        # A member restarted after its own snapshots starts from its snapshot mark.
+        first = cluster.members[0]
+        first.stop()
+        first.start()
+        put_eventually(cluster.endpoints, b"s/zzz", b"c")
+        revs = []
+        for e in cluster.endpoints:
+            resp = kv(e).Range(pb.RangeRequest(key=b"s/", range_end=b"s0"), timeout=10)
+            assert len(resp.kvs) == 401
+            revs.append(resp.header.revision)
+        hashes = {
+            rpc_pb2_grpc.MaintenanceStub(grpc.insecure_channel(e))
+            .HashKV(pb.HashKVRequest(revision=min(revs)), timeout=10)
+            .hash
+            for e in cluster.endpoints
+        }
+        assert len(hashes) == 1
+    finally:
+        cluster.kill()
