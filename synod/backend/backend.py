@@ -23,7 +23,8 @@ LEASE = b"lease"
 AUTH = b"auth"
 MEMBERS = b"members"
 ALARM = b"alarm"
-BUCKETS = (KEY, META, LEASE, AUTH, MEMBERS, ALARM)
+MEMBERS_REMOVED = b"members_removed"  # IDs of removed members (never to rejoin), as etcd's bucket
+BUCKETS = (KEY, META, LEASE, AUTH, MEMBERS, MEMBERS_REMOVED, ALARM)
 
 DEFAULT_MAP_SIZE = 32 << 30  # address space only; the file grows with the data
 

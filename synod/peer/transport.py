@@ -30,8 +30,10 @@ from synod.raft.types import Message
 log = logging.getLogger("synod.peer")
 
 _MAGIC = b"SYNODPEER1"
+_QUERY = b"SYNODPEERQ"  # a member joining with --initial-cluster-state existing asks for the members
 _HELLO = struct.Struct(">10sQQQ")
 _LEN = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
 MAX_FRAME = 64 << 20
 QUEUE_LIMIT = 4096  # messages waiting for one peer before new ones are dropped
 DIAL_TIMEOUT = 1.0
@@ -124,8 +126,10 @@ class PeerTransport:
         cluster_id: int,
         on_message: Callable[[Message], None],
         report_unreachable: Callable[[int], None] = lambda member: None,
+        members: Callable[[], bytes] = lambda: b"",
     ) -> None:
         self.member_id = member_id
+        self._members = members
         self.cluster_id = cluster_id
         self._on_message = on_message
         self.report_unreachable = report_unreachable
@@ -162,6 +166,11 @@ class PeerTransport:
         self._inbound.add(task)
         try:
             magic, cluster, sender, receiver = _HELLO.unpack(await reader.readexactly(_HELLO.size))
+            if magic == _QUERY:
+                members = self._members()
+                writer.write(_U64.pack(self.cluster_id) + _LEN.pack(len(members)) + members)
+                await writer.drain()
+                return
             if magic != _MAGIC:
                 log.warning("refused a peer connection: not a synod peer")
                 return
@@ -203,3 +212,23 @@ class PeerTransport:
         for server in self._servers:
             await server.wait_closed()
         self._peers.clear()
+
+
+async def fetch_members(urls: list[str], timeout: float = 5.0) -> tuple[int, bytes]:
+    """(cluster ID, encoded MemberListResponse) from the first member at ``urls`` that answers."""
+    errors = []
+    for url in urls:
+        try:
+            host, port = url_address(url)
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+            try:
+                writer.write(_HELLO.pack(_QUERY, 0, 0, 0))
+                await writer.drain()
+                (cluster,) = _U64.unpack(await asyncio.wait_for(reader.readexactly(8), timeout))
+                (size,) = _LEN.unpack(await asyncio.wait_for(reader.readexactly(4), timeout))
+                return cluster, await asyncio.wait_for(reader.readexactly(size), timeout)
+            finally:
+                writer.close()
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as e:
+            errors.append(f"{url}: {e}")
+    raise ConnectionError("could not get the cluster's members from any peer: " + "; ".join(errors))

@@ -38,6 +38,7 @@ from synod.raft.storage import MemoryStorage
 from synod.raft.types import (
     ENTRY_CONF_CHANGE_V2,
     NONE,
+    ConfChangeV2,
     ConfState,
     Entry,
     HardState,
@@ -159,6 +160,22 @@ class RaftDriver:
         except ProposalDroppedError as e:
             raise NoLeaderError(str(e)) from e
         self._wakeup.set()
+
+    def propose_conf_change(self, cc: ConfChangeV2) -> None:
+        """Propose a configuration change; raises NoLeaderError if nobody could take it."""
+        try:
+            self.node.propose_conf_change(cc)
+        except ProposalDroppedError as e:
+            raise NoLeaderError(str(e)) from e
+        self._wakeup.set()
+
+    def progress_of(self, member: int) -> tuple[int, int] | None:
+        """(its match, the leader's last index) if this member leads and tracks ``member``."""
+        raft = self.node.raft
+        pr = raft.prs.progress.get(member)
+        if raft.state != StateType.LEADER or pr is None:
+            return None
+        return pr.match, raft.raft_log.last_index()
 
     async def wait_leader(self) -> None:
         await self._has_leader.wait()
@@ -367,13 +384,18 @@ BOOTSTRAP_INDEX = 1  # every member of a new cluster starts from the same snapsh
 BOOTSTRAP_TERM = 1
 
 
-def restore_storage(wal_read: ReadResultLike | None, conf_state: ConfState) -> MemoryStorage:
+def restore_storage(
+    wal_read: ReadResultLike | None, conf_state: ConfState, *, joining: bool = False
+) -> MemoryStorage:
     """The in-memory Raft log of a member: its snapshot point, then what its WAL holds after it.
 
     A new member (``wal_read`` None) starts from the bootstrap snapshot, which holds the
-    initial configuration; a member that took or installed a snapshot starts from its mark.
+    initial configuration (or, joining a running cluster, from nothing); a member that took or
+    installed a snapshot starts from its mark.
     """
     storage = MemoryStorage()
+    if wal_read is None and joining:
+        return storage  # a member added to a running cluster starts empty: its leader sends a snapshot
     if wal_read is None:
         index, term = BOOTSTRAP_INDEX, BOOTSTRAP_TERM
     elif wal_read.raft_snapshot is not None:
@@ -381,7 +403,8 @@ def restore_storage(wal_read: ReadResultLike | None, conf_state: ConfState) -> M
         index, term, conf_state = mark.index, mark.term, mark.conf_state
     else:
         index, term = wal_read.snapshot_index, wal_read.snapshot_term
-    storage.apply_snapshot(Snapshot(b"", SnapshotMetadata(conf_state, index=index, term=term)))
+    if index > 0:  # (a member that joined and never got its first snapshot has none)
+        storage.apply_snapshot(Snapshot(b"", SnapshotMetadata(conf_state, index=index, term=term)))
     if wal_read is None:
         # As if the bootstrap entries were committed in term 1: the first leader is elected in
         # term 2, the term etcd's first leader has.

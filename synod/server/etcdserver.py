@@ -26,6 +26,7 @@ import struct
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import grpc
 import grpc.aio
@@ -39,7 +40,8 @@ from synod.backend.backend import Backend
 from synod.lease.lessor import Lessor
 from synod.mvcc.store import ErrCompacted, ErrFutureRev, KVStore
 from synod.mvcc.watchable_store import WatchableStore
-from synod.peer.transport import PeerTransport
+from synod.peer.transport import PeerTransport, fetch_members
+from synod.raft.codec import decode_conf_change
 from synod.raft.driver import (
     BOOTSTRAP_INDEX,
     BOOTSTRAP_TERM,
@@ -49,7 +51,17 @@ from synod.raft.driver import (
     restore_storage,
 )
 from synod.raft.single import SingleNode
-from synod.raft.types import ENTRY_NORMAL, ConfState, Message, Snapshot, SnapshotMetadata
+from synod.raft.types import (
+    ENTRY_CONF_CHANGE_V2,
+    ENTRY_NORMAL,
+    ConfChangeSingle,
+    ConfChangeType,
+    ConfChangeV2,
+    ConfState,
+    Message,
+    Snapshot,
+    SnapshotMetadata,
+)
 from synod.rpctypes import ErrorCode, RPCError
 from synod.server import ids
 from synod.server.apply import Applier, LeaseApplier, is_txn_readonly, is_txn_serializable
@@ -68,6 +80,9 @@ LEASE_REVOKE_BATCH = 500  # revocations proposed per look (etcd: half its revoke
 LEASE_CHECKPOINT_BATCH = 1000
 WATCH_SYNC_INTERVAL = 0.1  # seconds between catch-up rounds when no watcher is behind (etcd's)
 VICTIM_RETRY_INTERVAL = 0.01
+MAX_LEARNERS = 1  # etcd 3.4 allows one learner
+LEARNER_READY_PERCENT = 0.9  # a learner is promoted only once it has 90% of the leader's log (etcd's)
+_CC_REQUEST = struct.Struct(">Q")  # a configuration change's context: the request ID, then the member
 
 
 class DataDirError(Exception):
@@ -94,6 +109,15 @@ def _lock_data_dir(path: str) -> int:
         os.close(fd)
         raise DataDirError(f"{path}: the data directory is in use by another member") from None
     return fd
+
+
+def _valid_url(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port is not None
+
+
+def _member_of(m: pb.Member) -> Member:
+    return Member(m.ID, m.name, list(m.peerURLs), list(m.clientURLs), m.isLearner)
 
 
 def _write_database(directory: str, data: bytes) -> None:
@@ -178,11 +202,15 @@ class EtcdServer:
         self._leader_channels: dict[str, grpc.aio.Channel] = {}
         self._snapshot_index = 0
         self._snapshotting = False
+        self._removed = asyncio.Event()  # this member was removed from the cluster
+        self._joined_members: dict[int, Member] = {}  # the cluster this new member joins
 
     # -- lifecycle --------------------------------------------------------------
 
     async def start(self) -> None:
         cfg = self.cfg
+        if cfg.initial_cluster_state == "existing" and not WAL.exists(cfg.wal_dir):
+            await self._fetch_cluster()
         read = self._open_storage()
         self._ids = ids.IDGenerator(self.member_id, int(self._now() * 1000))
         try:
@@ -268,12 +296,17 @@ class EtcdServer:
         wal: WAL | None = None
         try:
             self._consistent_index = meta.get_int(self.backend, meta.CONSISTENT_INDEX) or 0
-            self.members = self._initial_members()
+            self.members = self._joined_members or self._initial_members()
             if not WAL.exists(cfg.wal_dir):
                 if self._consistent_index:
                     raise DataDirError(
                         f"{cfg.wal_dir}: the WAL is missing but the backend holds applied entries"
                     )
+                if self._joined_members:
+                    identity = _IDENTITY.pack(self.member_id, self.cluster_id) + _RAFT_MODE
+                    self.raft_mode = True
+                    self._wal = WAL.create(cfg.wal_dir, identity)  # its log starts with the leader's snapshot
+                    return None
                 self.member_id = ids.member_id(cfg.initial_advertise_peer_urls, cfg.initial_cluster_token)
                 self.cluster_id = cluster_id_of(self.members)
                 self.raft_mode = len(self.members) > 1
@@ -319,6 +352,44 @@ class EtcdServer:
             os.close(self._lock_fd)
             raise
 
+    async def _fetch_cluster(self) -> None:
+        """Join a running cluster (etcd's --initial-cluster-state existing): learn its members from a peer.
+
+        The member must have been added already (MemberAdd): it finds its own ID in the list by its
+        peer URLs.
+        """
+        cfg = self.cfg
+        try:
+            initial = parse_initial_cluster(cfg.initial_cluster) if cfg.initial_cluster else {}
+        except ValueError as e:
+            raise DataDirError(str(e)) from e
+        mine = set(cfg.initial_advertise_peer_urls)
+        urls = [u for name, us in initial.items() if name != cfg.name for u in us if u not in mine]
+        try:
+            cluster_id, raw = await fetch_members(urls)
+        except ConnectionError as e:
+            raise DataDirError(str(e)) from e
+        members = {m.ID: _member_of(m) for m in pb.MemberListResponse.FromString(raw).members}
+        me = [m for m in members.values() if set(m.peer_urls) == mine]
+        if not me:
+            urls_text = ",".join(sorted(mine))
+            raise DataDirError(
+                f"the cluster has no member with peer URLs {urls_text}: add it first (member add)"
+            )
+        self.member_id = me[0].id
+        self.cluster_id = cluster_id
+        me[0].client_urls = list(cfg.advertise_client_urls)
+        self._joined_members = members
+
+    def _members_answer(self) -> bytes:
+        """What a joining member asks a peer for: the members, as MemberList answers."""
+        resp = pb.MemberListResponse()
+        for m in self.membership.members():
+            resp.members.add(
+                ID=m.id, name=m.name, peerURLs=m.peer_urls, clientURLs=m.client_urls, isLearner=m.is_learner
+            )
+        return resp.SerializeToString()
+
     def _initial_members(self) -> dict[int, Member]:
         """The members the cluster was started with (this one alone without --initial-cluster)."""
         cfg = self.cfg
@@ -349,9 +420,11 @@ class EtcdServer:
     async def _start_raft(self, read: ReadResult | None) -> RaftDriver:
         cfg = self.cfg
         conf_state = ConfState(voters=tuple(sorted(self.members)))
-        storage = restore_storage(read, conf_state)
+        storage = restore_storage(read, conf_state, joining=bool(self._joined_members))
         self._snapshot_index = storage.first_index() - 1
-        self.transport = PeerTransport(self.member_id, self.cluster_id, self._step)
+        self.transport = PeerTransport(
+            self.member_id, self.cluster_id, self._step, members=self._members_answer
+        )
         driver = RaftDriver(
             DriverConfig(
                 self.member_id,
@@ -475,6 +548,10 @@ class EtcdServer:
         self._tasks = []
         log.info("member %016x stopped", self.member_id)
 
+    async def wait_removed(self) -> None:
+        """Return when this member has been removed from the cluster (it should then stop)."""
+        await self._removed.wait()
+
     async def wait_stopped(self) -> None:
         """Return when the node stops (it raises if the log failed)."""
         await self._tasks[0]
@@ -495,7 +572,13 @@ class EtcdServer:
 
     @property
     def is_learner(self) -> bool:
-        return False  # learners arrive with membership changes
+        me = self.membership.get(self.member_id)
+        return me is not None and me.is_learner
+
+    def _refuse_on_learner(self) -> None:
+        """A learner serves only serializable reads (etcd's rule): it can't vouch for anything newer."""
+        if self.raft_mode and self.is_learner:
+            raise RPCError(rpctypes.NOT_SUPPORTED_FOR_LEARNER)
 
     async def move_leader(self, target: int) -> None:
         """Hand leadership to ``target`` (etcd's MoveLeader: only the leader can, and waits for it)."""
@@ -513,6 +596,139 @@ class EtcdServer:
                     await node.wait_leader_change()
         except TimeoutError:
             raise RPCError(rpctypes.TIMEOUT_LEADER_TRANSFER) from None
+
+    # -- membership changes -----------------------------------------------------------
+
+    async def member_add(self, peer_urls: list[str], is_learner: bool) -> tuple[Member, list[Member]]:
+        """etcd's MemberAdd: a new member's ID from its peer URLs, the token and the time."""
+        if not peer_urls or any(not _valid_url(u) for u in peer_urls):
+            raise RPCError(rpctypes.MEMBER_BAD_URLS)
+        for m in self.membership.members():
+            if set(m.peer_urls) & set(peer_urls):
+                raise RPCError(rpctypes.PEER_URL_EXIST)
+        if is_learner and sum(m.is_learner for m in self.membership.members()) >= MAX_LEARNERS:
+            raise RPCError(rpctypes.TOO_MANY_LEARNERS)
+        member = Member(
+            ids.member_id(peer_urls, self.cfg.initial_cluster_token, int(self._now())),
+            "",
+            sorted(peer_urls),
+            [],
+            is_learner,
+        )
+        if self.membership.get(member.id) is not None or self.membership.is_removed(member.id):
+            raise RPCError(rpctypes.MEMBER_EXIST)
+        kind = ConfChangeType.ADD_LEARNER_NODE if is_learner else ConfChangeType.ADD_NODE
+        members = await self._conf_change(kind, member)
+        return member, members
+
+    async def member_remove(self, member_id: int) -> list[Member]:
+        member = self.membership.get(member_id)
+        if member is None:
+            raise RPCError(rpctypes.MEMBER_NOT_FOUND)
+        return await self._conf_change(ConfChangeType.REMOVE_NODE, member)
+
+    async def member_update(self, member_id: int, peer_urls: list[str]) -> list[Member]:
+        member = self.membership.get(member_id)
+        if member is None:
+            raise RPCError(rpctypes.MEMBER_NOT_FOUND)
+        if not peer_urls or any(not _valid_url(u) for u in peer_urls):
+            raise RPCError(rpctypes.MEMBER_BAD_URLS)
+        for m in self.membership.members():
+            if m.id != member_id and set(m.peer_urls) & set(peer_urls):
+                raise RPCError(rpctypes.PEER_URL_EXIST)
+        updated = Member(member.id, member.name, sorted(peer_urls), member.client_urls, member.is_learner)
+        return await self._conf_change(ConfChangeType.UPDATE_NODE, updated)
+
+    async def member_promote(self, member_id: int) -> list[Member]:
+        """Make a learner a voter; only the leader can judge that it has caught up (etcd's rule)."""
+        member = self.membership.get(member_id)
+        if member is None:
+            raise RPCError(rpctypes.MEMBER_NOT_FOUND)
+        if not member.is_learner:
+            raise RPCError(rpctypes.MEMBER_NOT_LEARNER)
+        node = self.node
+        if not isinstance(node, RaftDriver):
+            raise RPCError(rpctypes.NOT_LEADER)
+        progress = node.progress_of(member_id)
+        if progress is None:
+            raw = await self._call_leader(
+                "/etcdserverpb.Cluster/MemberPromote",
+                pb.MemberPromoteRequest(ID=member_id).SerializeToString(),
+            )
+            resp = pb.MemberPromoteResponse.FromString(raw)
+            return [_member_of(m) for m in resp.members]
+        match, last = progress
+        if match < last * LEARNER_READY_PERCENT:
+            raise RPCError(rpctypes.LEARNER_NOT_READY)
+        promoted = Member(member.id, member.name, member.peer_urls, member.client_urls, False)
+        return await self._conf_change(ConfChangeType.ADD_NODE, promoted)
+
+    async def _conf_change(self, kind: ConfChangeType, member: Member) -> list[Member]:
+        """Propose one configuration change and wait until this member applied it."""
+        if not isinstance(self.node, RaftDriver):
+            raise RPCError(rpctypes.NOT_CAPABLE)  # a member started alone has no Raft to change
+        request_id = self._ids.next()
+        record = mpb.Member(
+            ID=member.id,
+            raft_attributes=mpb.RaftAttributes(peer_urls=member.peer_urls, is_learner=member.is_learner),
+            member_attributes=mpb.Attributes(name=member.name, client_urls=member.client_urls),
+        )
+        context = _CC_REQUEST.pack(request_id) + record.SerializeToString()
+        cc = ConfChangeV2(changes=(ConfChangeSingle(kind, member.id),), context=context)
+        fut = self._wait.register(request_id)
+        try:
+            async with asyncio.timeout(self.cfg.request_timeout):
+                while True:
+                    try:
+                        self.node.propose_conf_change(cc)
+                        break
+                    except NoLeaderError:
+                        await self.node.wait_leader()
+                result = await fut
+        except TimeoutError:
+            raise RPCError(rpctypes.TIMEOUT) from None
+        finally:
+            self._wait.cancel(request_id)
+        if isinstance(result, RPCError):
+            raise result
+        return self.membership.members()
+
+    def _apply_conf_change(self, e: Entry) -> None:
+        """A committed configuration change, applied to the members (Raft already took it)."""
+        cc = decode_conf_change(e.data)
+        if not cc.changes or len(cc.context) < _CC_REQUEST.size:
+            return  # leaving a joint configuration changes no member
+        (request_id,) = _CC_REQUEST.unpack_from(cc.context)
+        record = mpb.Member.FromString(cc.context[_CC_REQUEST.size :])
+        change = cc.changes[0]
+        member = Member(
+            record.ID,
+            record.member_attributes.name,
+            list(record.raft_attributes.peer_urls),
+            list(record.member_attributes.client_urls),
+            record.raft_attributes.is_learner,
+        )
+        if change.type in (ConfChangeType.ADD_NODE, ConfChangeType.ADD_LEARNER_NODE):
+            known = self.membership.get(member.id)
+            if known is not None and change.type == ConfChangeType.ADD_NODE:
+                self.membership.promote(member.id)
+            else:
+                self.membership.add(member)
+            if self.raft_mode and member.id != self.member_id:
+                self.transport.add_peer(member.id, member.peer_urls)
+        elif change.type == ConfChangeType.REMOVE_NODE:
+            self.membership.remove(member.id)
+            if member.id == self.member_id:
+                log.warning("this member has been permanently removed from the cluster; stopping")
+                self._removed.set()
+            elif self.raft_mode:
+                self.transport.remove_peer(member.id)
+        elif change.type == ConfChangeType.UPDATE_NODE:
+            self.membership.update_peer_urls(member.id, member.peer_urls)
+            if self.raft_mode and member.id != self.member_id:
+                self.transport.remove_peer(member.id)
+                self.transport.add_peer(member.id, member.peer_urls)
+        self._wait.trigger(request_id, None)
 
     def hash_kv(self, revision: int) -> tuple[int, int, int]:
         """(hash, current revision, compact revision) of the key history up to ``revision``."""
@@ -535,19 +751,24 @@ class EtcdServer:
 
     async def range(self, r: pb.RangeRequest) -> pb.RangeResponse:
         if not r.serializable:
+            self._refuse_on_learner()
             await self._linearizable_read()
         with mvcc_errors():
             return self.applier.range(r)
 
     async def put(self, r: pb.PutRequest) -> pb.PutResponse:
+        self._refuse_on_learner()
         resp: pb.PutResponse = await self._propose(InternalRaftRequest(put=r))
         return resp
 
     async def delete_range(self, r: pb.DeleteRangeRequest) -> pb.DeleteRangeResponse:
+        self._refuse_on_learner()
         resp: pb.DeleteRangeResponse = await self._propose(InternalRaftRequest(delete_range=r))
         return resp
 
     async def txn(self, r: pb.TxnRequest) -> pb.TxnResponse:
+        if not (is_txn_readonly(r) and is_txn_serializable(r)):
+            self._refuse_on_learner()
         if is_txn_readonly(r):
             if not is_txn_serializable(r):
                 await self._linearizable_read()
@@ -557,6 +778,7 @@ class EtcdServer:
         return resp
 
     async def compact(self, r: pb.CompactionRequest) -> pb.CompactionResponse:
+        self._refuse_on_learner()
         resp, done = await self._propose(InternalRaftRequest(compaction=r))
         if r.physical:
             await done
@@ -565,12 +787,14 @@ class EtcdServer:
         return resp  # type: ignore[no-any-return]
 
     async def lease_grant(self, r: pb.LeaseGrantRequest) -> pb.LeaseGrantResponse:
+        self._refuse_on_learner()
         while r.ID == 0:
             r.ID = self._ids.next() & ((1 << 63) - 1)  # only positive IDs, as etcd
         resp: pb.LeaseGrantResponse = await self._propose(InternalRaftRequest(lease_grant=r))
         return resp
 
     async def lease_revoke(self, r: pb.LeaseRevokeRequest) -> pb.LeaseRevokeResponse:
+        self._refuse_on_learner()
         resp: pb.LeaseRevokeResponse = await self._propose(InternalRaftRequest(lease_revoke=r))
         return resp
 
@@ -709,7 +933,12 @@ class EtcdServer:
 
     def _apply_entries(self, entries: list[Entry]) -> None:
         for e in entries:
-            if e.index <= self._consistent_index or not e.data or e.type != ENTRY_NORMAL:
+            if e.index <= self._consistent_index or not e.data:
+                continue
+            if e.type == ENTRY_CONF_CHANGE_V2:
+                self._apply_conf_change(e)
+                continue
+            if e.type != ENTRY_NORMAL:
                 continue
             irr = InternalRaftRequest.FromString(e.data)
             self._wait.trigger(irr.header.ID, self._apply_request(irr))

@@ -21,6 +21,7 @@ class Membership:
     def __init__(self, backend: Backend) -> None:
         self._backend = backend
         self._members: dict[int, Member] = {}
+        self._removed = {_KEY.unpack(k)[0] for k, _ in backend.items(bk.MEMBERS_REMOVED)}
         for key, value in backend.items(bk.MEMBERS):
             m = mpb.Member.FromString(value)
             self._members[_KEY.unpack(key)[0]] = Member(
@@ -53,6 +54,28 @@ class Membership:
         if m is None:
             return
         self._save(Member(m.id, name, m.peer_urls, list(client_urls), m.is_learner))
+
+    def add(self, m: Member) -> None:
+        self._save(m)
+
+    def remove(self, member_id: int) -> None:
+        if self._members.pop(member_id, None) is not None:
+            self._backend.delete(bk.MEMBERS, _KEY.pack(member_id))
+            self._removed.add(member_id)
+            self._backend.put(bk.MEMBERS_REMOVED, _KEY.pack(member_id), b"")
+
+    def is_removed(self, member_id: int) -> bool:
+        return member_id in self._removed
+
+    def update_peer_urls(self, member_id: int, peer_urls: list[str]) -> None:
+        m = self._members.get(member_id)
+        if m is not None:
+            self._save(Member(m.id, m.name, list(peer_urls), m.client_urls, m.is_learner))
+
+    def promote(self, member_id: int) -> None:
+        m = self._members.get(member_id)
+        if m is not None:
+            self._save(Member(m.id, m.name, m.peer_urls, m.client_urls, False))
 
     def get(self, member_id: int) -> Member | None:
         return self._members.get(member_id)

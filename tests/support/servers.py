@@ -184,6 +184,7 @@ class ClusterProcesses:
 
     def start(self, timeout: float = START_TIMEOUT) -> ClusterProcesses:
         """Start every member at once (a member waits for a quorum before it answers)."""
+        self.root.mkdir(parents=True, exist_ok=True)
         for m in self.members:
             m.log_path = m.data_dir.parent / f"{m.data_dir.name}.log"
             log = open(m.log_path, "ab")  # noqa: SIM115 - handed to the child process

@@ -1,0 +1,92 @@
+"""etcdctl 3.4's member add (as a learner) / promote / update / remove against a 3-member synod cluster,
+with the new member joining by --initial-cluster-state existing; the same script against a real etcd
+cluster gives the same output (IDs, which depend on the time of the add, normalised)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from tests.support.etcdctl import run_ctl
+from tests.support.servers import ClusterProcesses, ServerProcess, free_port, wait_until
+
+
+def normalise(text: str, names: dict[str, str]) -> str:
+    """IDs out, addresses named; orders that follow the (random) IDs sorted."""
+    for real, alias in names.items():
+        text = text.replace(real, alias)
+    text = re.sub(r"\b[0-9a-f]{8,16}\b", "<ID>", text)
+    text = re.sub(
+        r'ETCD_INITIAL_CLUSTER="([^"]*)"',
+        lambda m: f'ETCD_INITIAL_CLUSTER="{",".join(sorted(m[1].split(",")))}"',
+        text,
+    )
+    if text.count("\n") > 1 and "ETCD_NAME" not in text:
+        text = "\n".join(sorted(text.splitlines())) + "\n"
+    return text
+
+
+def script(kind: str, root: Path) -> list[str]:
+    cluster = ClusterProcesses(kind, root / kind).start()
+    joined: ServerProcess | None = None
+    try:
+        eps = ",".join(cluster.endpoints)
+        wait_until(lambda: run_ctl(eps, "put", "k", "v").returncode == 0, 30, "a first write")
+        peer = f"http://127.0.0.1:{free_port()}"
+        out = []
+
+        # etcd refuses changes until every member has been connected for 5 s ("unhealthy cluster").
+        def add() -> object:
+            r = run_ctl(eps, "member", "add", "m4", f"--peer-urls={peer}", "--learner")
+            return r if r.returncode == 0 else None
+
+        added = wait_until(add, 60, "member add to be accepted", interval=0.5)
+        out.append(added.stdout + added.stderr)
+        new_id = re.search(r"Member ([0-9a-f]+) added", added.stdout)
+        assert new_id is not None, added
+        initial = cluster.members[0].initial_cluster
+        joined = ServerProcess(
+            kind,
+            root / kind / "m4",
+            peer_port=int(peer.rsplit(":", 1)[1]),
+            name="m4",
+            initial_cluster=f"{initial},m4={peer}",
+            extra_args=["--initial-cluster-state", "existing"],
+        ).start()
+
+        def started() -> bool:
+            members = json.loads(run_ctl(eps, "member", "list", "-w", "json").stdout)["members"]
+            return all(m.get("name") for m in members) and len(members) == 4
+
+        wait_until(started, 60, "the new member to join and publish itself")
+        names = {m.endpoint: f"<EP{i}>" for i, m in enumerate([*cluster.members, joined])}
+        names.update({m.peer_url: f"<PEER{i}>" for i, m in enumerate([*cluster.members, joined])})
+        out.append(run_ctl(eps, "member", "list").stdout)
+        # A learner takes no linearizable reads.
+        out.append(run_ctl(joined.endpoint, "get", "k").stderr.splitlines()[-1])
+        out.append(run_ctl(joined.endpoint, "get", "k", "--consistency=s").stdout)
+
+        def promoted() -> str | None:
+            r = run_ctl(eps, "member", "promote", new_id.group(1))
+            return r.stdout if r.returncode == 0 else None
+
+        out.append(wait_until(promoted, 60, "the learner to catch up and be promoted", interval=0.5))
+        out.append(run_ctl(eps, "member", "list").stdout)
+        out.append(run_ctl(eps, "member", "update", new_id.group(1), f"--peer-urls={peer}").stdout)
+        out.append(run_ctl(eps, "member", "remove", new_id.group(1)).stdout)
+        out.append(run_ctl(eps, "member", "list").stdout)
+        out.append(run_ctl(eps, "member", "remove", new_id.group(1)).stderr.splitlines()[-1])
+        # A removed member stops by itself.
+        wait_until(lambda: joined is not None and joined._exited(), 30, "the removed member to exit")
+        return [normalise(o, names) for o in out]
+    finally:
+        if joined is not None:
+            joined.kill()
+        cluster.kill()
+
+
+def test_membership_changes_through_etcdctl_match_etcds(tmp_path: Path) -> None:
+    want = script("etcd", tmp_path)
+    got = script("synod", tmp_path)
+    assert got == want
