@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support.servers import ServerProcess
+from tests.support.servers import ClusterProcesses, ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 ETCD_BENCHMARK = ROOT.parent / "shared" / "tools" / "etcd-benchmark"
@@ -102,6 +102,24 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in out.split()]
 
 
+class Servers:
+    """The members benchmarked together: every endpoint goes to the tool, CPU is summed."""
+
+    def __init__(self, members: list[ServerProcess]) -> None:
+        self.members = members
+
+    @property
+    def endpoint(self) -> str:
+        return ",".join(m.endpoint for m in self.members)
+
+    def cpu_seconds(self) -> float:
+        return sum(cpu_seconds(m.proc.pid) for m in self.members if m.proc is not None)
+
+    def kill(self) -> None:
+        for m in self.members:
+            m.kill()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=3)
@@ -109,6 +127,9 @@ def main() -> None:
     choices = ", ".join([*GROUPS, *BENCHMARKS])
     p.add_argument("--only", default="kv", help=f"benchmarks or groups, comma-separated: {choices}")
     p.add_argument("--tool", default="etcd-benchmark", choices=["etcd-benchmark", "synod-benchmark"])
+    p.add_argument(
+        "--members", type=int, default=1, help="cluster size (the tool gets every member's endpoint)"
+    )
     args = p.parse_args()
     names = [n for item in args.only.split(",") for n in GROUPS.get(item, [item])]
     unknown = [n for n in names if n not in BENCHMARKS]
@@ -116,12 +137,17 @@ def main() -> None:
         p.error(f"unknown benchmarks: {unknown}")
     tool = tool_command(args.tool)
     with tempfile.TemporaryDirectory() as tmp:
-        etcd = ServerProcess("etcd", Path(tmp) / "etcd").start()
-        synod = ServerProcess(
-            "synod",
-            Path(tmp) / "synod",
-            extra_args=["--frontend-procs", args.frontend_procs, "--log-level", "warn"],
-        ).start()
+        synod_args = ["--frontend-procs", args.frontend_procs, "--log-level", "warn"]
+        etcd: Servers
+        synod: Servers
+        if args.members == 1:
+            etcd = Servers([ServerProcess("etcd", Path(tmp) / "etcd").start()])
+            synod = Servers([ServerProcess("synod", Path(tmp) / "synod", extra_args=synod_args).start()])
+        else:
+            etcd = Servers(ClusterProcesses("etcd", Path(tmp), size=args.members).start().members)
+            synod = Servers(
+                ClusterProcesses("synod", Path(tmp), size=args.members, extra_args=synod_args).start().members
+            )
         results: dict[str, dict[str, list[float]]] = {n: {"etcd": [], "synod": []} for n in names}
         p99s: dict[str, dict[str, list[float]]] = {n: {"etcd": [], "synod": []} for n in names}
         cpu: dict[str, dict[str, list[float]]] = {n: {"etcd": [], "synod": []} for n in names}
@@ -129,10 +155,9 @@ def main() -> None:
             for r in range(args.rounds):
                 for name in names:
                     for label, server in (("etcd", etcd), ("synod", synod)):
-                        assert server.proc is not None
-                        c0 = cpu_seconds(server.proc.pid)
+                        c0 = server.cpu_seconds()
                         rate, p99, _ = run_benchmark(tool, server.endpoint, BENCHMARKS[name])
-                        used = cpu_seconds(server.proc.pid) - c0
+                        used = server.cpu_seconds() - c0
                         results[name][label].append(rate)
                         p99s[name][label].append(p99)
                         cpu[name][label].append(used)
@@ -147,7 +172,8 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(
         f"\n{time.strftime('%Y-%m-%d')}, {platform.node()}, {os.cpu_count()} CPUs, "
-        f"tool {args.tool}, {args.rounds} rounds (median), synod --frontend-procs {args.frontend_procs}, "
+        f"tool {args.tool}, {args.rounds} rounds (median), {args.members} member(s), "
+        f"synod --frontend-procs {args.frontend_procs}, "
         f"load average at the end {load:.1f}\n"
     )
     print(TABLE_HEAD)
