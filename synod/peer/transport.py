@@ -31,6 +31,7 @@ log = logging.getLogger("synod.peer")
 
 _MAGIC = b"SYNODPEER1"
 _QUERY = b"SYNODPEERQ"  # a member joining with --initial-cluster-state existing asks for the members
+_REMOVED = b"REMOVED"  # the answer to a member that was removed from the cluster
 _HELLO = struct.Struct(">10sQQQ")
 _LEN = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
@@ -57,6 +58,7 @@ class _Peer:
         self.queue: collections.deque[bytes] = collections.deque()
         self.ready = asyncio.Event()
         self.connected = False
+        self.connected_at: float | None = None  # loop time the current connection was made
         self.task = asyncio.create_task(self._run(), name=f"peer-{member_id:x}")
 
     def enqueue(self, frame: bytes) -> None:
@@ -87,6 +89,7 @@ class _Peer:
                 log.info("lost the connection to peer %x: %s", self.id, e)
             finally:
                 self.connected = False
+                self.connected_at = None
                 self.queue.clear()
                 writer.close()
                 with contextlib.suppress(Exception):
@@ -99,14 +102,17 @@ class _Peer:
         writer.write(_HELLO.pack(_MAGIC, t.cluster_id, t.member_id, self.id))
         await writer.drain()
         self.connected = True
+        self.connected_at = asyncio.get_running_loop().time()
         log.info("connected to peer %x", self.id)
-        closed = asyncio.ensure_future(reader.read())  # the peer never writes: any end means gone
+        closed = asyncio.ensure_future(reader.read())  # the peer writes only to refuse: any end means gone
         try:
             while True:
                 waiter = asyncio.ensure_future(self.ready.wait())
                 done, _ = await asyncio.wait({waiter, closed}, return_when=asyncio.FIRST_COMPLETED)
                 if closed in done:
                     waiter.cancel()
+                    if closed.result().startswith(_REMOVED):
+                        self.transport.on_removed()
                     raise ConnectionResetError("peer closed the connection")
                 self.ready.clear()
                 frames = list(self.queue)
@@ -127,9 +133,13 @@ class PeerTransport:
         on_message: Callable[[Message], None],
         report_unreachable: Callable[[int], None] = lambda member: None,
         members: Callable[[], bytes] = lambda: b"",
+        is_removed: Callable[[int], bool] = lambda member: False,
     ) -> None:
         self.member_id = member_id
         self._members = members
+        self._is_removed = is_removed
+        # Called when a peer says this member was removed from the cluster (etcd answers 410 Gone).
+        self.on_removed: Callable[[], None] = lambda: None
         self.cluster_id = cluster_id
         self._on_message = on_message
         self.report_unreachable = report_unreachable
@@ -151,6 +161,13 @@ class PeerTransport:
         peer = self._peers.pop(member_id, None)
         if peer is not None:
             peer.task.cancel()
+
+    def connected_for(self, member_id: int) -> float | None:
+        """Seconds this member has been connected to ``member_id`` without a break (None: it is not)."""
+        peer = self._peers.get(member_id)
+        if peer is None or peer.connected_at is None:
+            return None
+        return asyncio.get_running_loop().time() - peer.connected_at
 
     def send(self, messages: list[Message]) -> None:
         for m in messages:
@@ -174,6 +191,11 @@ class PeerTransport:
             if magic != _MAGIC:
                 log.warning("refused a peer connection: not a synod peer")
                 return
+            if self._is_removed(sender):
+                log.info("refused a peer connection from %x: it was removed from the cluster", sender)
+                writer.write(_REMOVED)
+                await writer.drain()
+                return
             if cluster != self.cluster_id or receiver != self.member_id:
                 log.warning(
                     "refused a peer connection from %x: cluster %x, to %x (this is %x of cluster %x)",
@@ -190,6 +212,10 @@ class PeerTransport:
                     log.warning("peer %x sent a %d-byte frame; closing", sender, size)
                     return
                 m = decode_message(await reader.readexactly(size))
+                if self._is_removed(sender):  # removed while connected: tell it, then hang up
+                    writer.write(_REMOVED)
+                    await writer.drain()
+                    return
                 if m.from_ != sender:
                     log.warning("peer %x sent a message from %x; closing", sender, m.from_)
                     return

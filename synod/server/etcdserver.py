@@ -81,6 +81,7 @@ LEASE_CHECKPOINT_BATCH = 1000
 WATCH_SYNC_INTERVAL = 0.1  # seconds between catch-up rounds when no watcher is behind (etcd's)
 VICTIM_RETRY_INTERVAL = 0.01
 MAX_LEARNERS = 1  # etcd 3.4 allows one learner
+HEALTH_INTERVAL = 5.0  # seconds a member must have been connected before it counts as healthy (etcd's)
 LEARNER_READY_PERCENT = 0.9  # a learner is promoted only once it has 90% of the leader's log (etcd's)
 _CC_REQUEST = struct.Struct(">Q")  # a configuration change's context: the request ID, then the member
 
@@ -423,8 +424,13 @@ class EtcdServer:
         storage = restore_storage(read, conf_state, joining=bool(self._joined_members))
         self._snapshot_index = storage.first_index() - 1
         self.transport = PeerTransport(
-            self.member_id, self.cluster_id, self._step, members=self._members_answer
+            self.member_id,
+            self.cluster_id,
+            self._step,
+            members=self._members_answer,
+            is_removed=lambda member: self.membership.is_removed(member),
         )
+        self.transport.on_removed = self._learned_removed
         driver = RaftDriver(
             DriverConfig(
                 self.member_id,
@@ -510,6 +516,11 @@ class EtcdServer:
             self._compactions.put_nowait((pending, asyncio.get_running_loop().create_future()))
         self._applied.advance(self._consistent_index)
         self.kick_watchers()
+
+    def _learned_removed(self) -> None:
+        if not self._removed.is_set():
+            log.warning("a peer says this member was removed from the cluster; stopping")
+            self._removed.set()
 
     def _step(self, m: Any) -> None:
         node = self.node
@@ -617,14 +628,54 @@ class EtcdServer:
         )
         if self.membership.get(member.id) is not None or self.membership.is_removed(member.id):
             raise RPCError(rpctypes.MEMBER_EXIST)
+        self._may_add_member(is_learner)
         kind = ConfChangeType.ADD_LEARNER_NODE if is_learner else ConfChangeType.ADD_NODE
         members = await self._conf_change(kind, member)
         return member, members
+
+    # etcd's strict reconfiguration checks (--strict-reconfig-check, on by default in etcd 3.4).
+
+    def _voters(self) -> list[Member]:
+        return [m for m in self.membership.members() if not m.is_learner]
+
+    def _connected_voters(self) -> int:
+        """Voters this member has been connected to for etcd's health interval, itself included."""
+        if not self.raft_mode:
+            return len(self._voters())
+        return sum(
+            1
+            for m in self._voters()
+            if m.id == self.member_id or (self.transport.connected_for(m.id) or -1.0) >= HEALTH_INTERVAL
+        )
+
+    def _may_add_member(self, is_learner: bool) -> None:
+        voters = self._voters()
+        started = sum(1 for m in voters if m.name)
+        members_after = len(voters) + 1
+        if not is_learner and not (started == 1 and members_after == 2) and started < members_after // 2 + 1:
+            raise RPCError(rpctypes.MEMBER_NOT_ENOUGH_STARTED)
+        if self._connected_voters() < len(voters):
+            raise RPCError(rpctypes.UNHEALTHY)
+
+    def _may_remove_member(self, member: Member) -> None:
+        if member.is_learner:
+            return
+        voters = self._voters()
+        started = sum(1 for m in voters if m.name and m.id != member.id)
+        remaining = len(voters) - 1
+        if started < remaining // 2 + 1:
+            raise RPCError(rpctypes.MEMBER_NOT_ENOUGH_STARTED)
+        if self.raft_mode and member.id != self.member_id and self.transport.connected_for(member.id) is None:
+            return  # a member that is down is not part of the quorum: removing it is safe
+        active = self._connected_voters()
+        if active - 1 < 1 + (len(voters) - 1) // 2:
+            raise RPCError(rpctypes.UNHEALTHY)
 
     async def member_remove(self, member_id: int) -> list[Member]:
         member = self.membership.get(member_id)
         if member is None:
             raise RPCError(rpctypes.MEMBER_NOT_FOUND)
+        self._may_remove_member(member)
         return await self._conf_change(ConfChangeType.REMOVE_NODE, member)
 
     async def member_update(self, member_id: int, peer_urls: list[str]) -> list[Member]:
@@ -660,6 +711,10 @@ class EtcdServer:
         match, last = progress
         if match < last * LEARNER_READY_PERCENT:
             raise RPCError(rpctypes.LEARNER_NOT_READY)
+        voters = self._voters()
+        started = 1 + sum(1 for m in voters if m.name)  # the learner counts as started (etcd's rule)
+        if started < (len(voters) + 1) // 2 + 1:
+            raise RPCError(rpctypes.MEMBER_NOT_ENOUGH_STARTED)
         promoted = Member(member.id, member.name, member.peer_urls, member.client_urls, False)
         return await self._conf_change(ConfChangeType.ADD_NODE, promoted)
 
