@@ -2,7 +2,9 @@
 
 Clients put, get (linearizable) and compare-and-swap a few keys through random
 members while a seeded fault schedule SIGKILLs and restarts members (the
-leader among them) and freezes them with SIGSTOP/SIGCONT. Afterwards:
+leader among them), freezes them with SIGSTOP/SIGCONT, and cuts one off from
+the others with a partition (peer traffic goes through fault-injecting
+proxies, tests/support/peer_proxy.py). Afterwards:
 
 * the recorded history is linearizable (tests/support/linearizability.py;
   a write whose answer never came may or may not have happened);
@@ -101,15 +103,42 @@ class Client(threading.Thread):
         return None
 
 
+def current_leader(cluster: ClusterProcesses) -> ServerProcess | None:
+    for m in cluster.members:
+        try:
+            with grpc.insecure_channel(m.endpoint) as ch:
+                st = rpc_pb2_grpc.MaintenanceStub(ch).Status(pb.StatusRequest(), timeout=1)
+        except grpc.RpcError:
+            continue
+        for candidate in cluster.members:
+            if cluster.member_id(candidate) == st.leader:
+                return candidate
+    return None
+
+
 def faults(cluster: ClusterProcesses, rng: random.Random, duration: float, log: list[str]) -> None:
-    """Kill, restart, freeze and thaw members on a seeded schedule; at most one member down at a time."""
+    """Kill, restart, freeze, thaw and partition members on a seeded schedule, one fault at a time.
+
+    A third of the faults go to the leader (when one is known).
+    """
     deadline = time.monotonic() + duration
+    kinds = ["kill", "stop", "partition"] if cluster.proxies is not None else ["kill", "stop"]
     while time.monotonic() < deadline:
         time.sleep(rng.uniform(0.3, 1.2))
         victim = rng.choice(cluster.members)
-        fault = rng.choice(["kill", "stop"])
+        if rng.random() < 1 / 3:
+            victim = current_leader(cluster) or victim
+        fault = rng.choice(kinds)
         assert victim.proc is not None
-        if fault == "kill":
+        if fault == "partition":
+            assert cluster.proxies is not None
+            others = [cluster.member_id(m) for m in cluster.members if m is not victim]
+            log.append(f"partition {victim.name}")
+            cluster.proxies.cut([[cluster.member_id(victim)], others])
+            time.sleep(rng.uniform(0.5, 3.0))
+            cluster.proxies.heal()
+            log.append("heal")
+        elif fault == "kill":
             log.append(f"kill {victim.name}")
             victim.kill()
             time.sleep(rng.uniform(0.2, 1.5))
@@ -132,7 +161,7 @@ def hash_kv(member: ServerProcess, revision: int) -> int:
 def run(tmp_path: Path, seed: int, duration: float) -> None:
     print(f"robustness seed {seed}")
     rng = random.Random(seed)
-    cluster = ClusterProcesses("synod", tmp_path, extra_args=["--frontend-procs", "0"]).start()
+    cluster = ClusterProcesses("synod", tmp_path, extra_args=["--frontend-procs", "0"], proxied=True).start()
     stop = threading.Event()
     clients = [Client(i, cluster, stop, seed * 100 + i) for i in range(CLIENTS)]
     log: list[str] = []
@@ -140,6 +169,7 @@ def run(tmp_path: Path, seed: int, duration: float) -> None:
         for c in clients:
             c.start()
         faults(cluster, rng, duration, log)
+        print("faults:", ", ".join(log))
         stop.set()
         for c in clients:
             c.join(CALL_TIMEOUT * 3)
@@ -188,7 +218,7 @@ def _seed() -> int:
     return int(env) if env else random.SystemRandom().randrange(1 << 30)
 
 
-def test_cluster_under_kills_and_freezes_stays_linearizable(tmp_path: Path) -> None:
+def test_cluster_under_kills_freezes_and_partitions_stays_linearizable(tmp_path: Path) -> None:
     run(tmp_path, _seed(), duration=15.0)
 
 

@@ -21,6 +21,8 @@ from pathlib import Path
 import grpc
 
 from synod.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+from synod.server import ids
+from tests.support.peer_proxy import PeerProxies
 
 CLUSTER_TOKEN = "synod-test"
 START_TIMEOUT = 30.0
@@ -68,6 +70,7 @@ class ServerProcess:
     proc: subprocess.Popen[bytes] | None = None
     name: str = "m1"
     initial_cluster: str | None = None  # None: this member alone
+    listen_peer_port: int | None = None  # behind a proxy on peer_port (tests/support/peer_proxy.py)
 
     @property
     def endpoint(self) -> str:
@@ -91,16 +94,17 @@ class ServerProcess:
             "--initial-cluster-token", CLUSTER_TOKEN,
         ]  # fmt: skip
         cluster = self.initial_cluster or f"{self.name}={self.peer_url}"
+        listen_peer = f"http://127.0.0.1:{self.listen_peer_port}" if self.listen_peer_port else self.peer_url
         if self.kind == "synod":
             if self.initial_cluster is not None:
-                common += ["--listen-peer-urls", self.peer_url, "--initial-cluster", cluster]
+                common += ["--listen-peer-urls", listen_peer, "--initial-cluster", cluster]
             return [sys.executable, "-m", "synod.server.main", *common, *self.extra_args]
         etcd = shutil.which("etcd")
         if etcd is None:
             raise RuntimeError("etcd is not installed: run ./dev test, which installs Debian's etcd-server")
         return [
             etcd, *common,
-            "--listen-peer-urls", self.peer_url,
+            "--listen-peer-urls", listen_peer,
             "--initial-cluster", cluster,
             "--log-level", "error",
             *self.extra_args,
@@ -165,6 +169,8 @@ class ClusterProcesses:
     size: int = 3
     extra_args: list[str] = field(default_factory=list)
     members: list[ServerProcess] = field(default_factory=list)
+    proxied: bool = False  # peer traffic through PeerProxies (synod only), for partitions
+    proxies: PeerProxies | None = None
 
     def __post_init__(self) -> None:
         names = [f"m{i + 1}" for i in range(self.size)]
@@ -181,6 +187,14 @@ class ClusterProcesses:
             )
             for n, p in zip(names, peer_ports, strict=True)
         ]
+        if self.proxied:
+            for m in self.members:
+                m.listen_peer_port = free_port()
+            routes = {m.peer_port: m.listen_peer_port for m in self.members if m.listen_peer_port}
+            self.proxies = PeerProxies(routes)
+
+    def member_id(self, m: ServerProcess) -> int:
+        return ids.member_id([m.peer_url], CLUSTER_TOKEN)
 
     def start(self, timeout: float = START_TIMEOUT) -> ClusterProcesses:
         """Start every member at once (a member waits for a quorum before it answers)."""
@@ -208,3 +222,6 @@ class ClusterProcesses:
     def kill(self) -> None:
         for m in self.members:
             m.kill()
+        if self.proxies is not None:
+            self.proxies.close()
+            self.proxies = None
