@@ -44,7 +44,7 @@ def script(kind: str, root: Path) -> list[str]:
 
         added = wait_until(add, 60, "member add to be accepted", interval=0.5)
         out.append(added.stdout + added.stderr)
-        new_id = re.search(r"Member ([0-9a-f]+) added", added.stdout)
+        new_id = re.search(r"Member\s+([0-9a-f]+)\s+added", added.stdout)
         assert new_id is not None, added
         initial = cluster.members[0].initial_cluster
         joined = ServerProcess(
