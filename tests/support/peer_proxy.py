@@ -46,8 +46,18 @@ class PeerProxies:
             )
         self._ready.set()
         self._loop.run_forever()
-        for s in servers:
-            s.close()
+        for server in servers:
+            server.close()
+        for _, _, a, b in list(self._conns):
+            a.close()
+            b.close()
+        pending = asyncio.all_tasks(self._loop)
+        for task in pending:
+            task.cancel()
+        self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        for server in servers:
+            self._loop.run_until_complete(server.wait_closed())
+        self._loop.close()
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, target: int) -> None:
         try:
