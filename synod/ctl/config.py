@@ -73,16 +73,22 @@ def _log_line(level: str, message: str) -> str:
 
 
 def apply_environment(
-    parsed: ParsedFlags, environ: Mapping[str, str], stderr: BinaryIO, discarded: Sequence[str] = ()
+    parsed: ParsedFlags,
+    environ: Mapping[str, str],
+    stderr: BinaryIO,
+    discarded: Sequence[str] = (),
+    inherited: Sequence[Flag] = (),
 ) -> None:
     """Fill unset global flags from ETCDCTL_* variables; warn and fail as etcd's pkg/flags does.
 
     ``discarded``: names of flags that only silence their variables (``watch``'s
     ``watch-key`` and ``watch-range-end``: etcdctl reads those variables itself).
+    ``inherited``: a parent command's flags its subcommands inherit (``endpoint``'s
+    ``--cluster``), which their variables set as they set the global flags.
     """
     used: set[str] = {env_key(name) for name in discarded if environ.get(env_key(name), "")}
     shadowed: set[str] = set()
-    for flag in sorted(GLOBAL_FLAGS, key=lambda f: f.name):
+    for flag in sorted([*GLOBAL_FLAGS, *inherited], key=lambda f: f.name):
         key = env_key(flag.name)
         if flag.name in parsed.changed:
             shadowed.add(key)
@@ -107,9 +113,11 @@ def apply_environment(
             stderr.write(_log_line("W", f"unrecognized environment variable {key}={value}").encode())
 
 
-def debug_dump(parsed: ParsedFlags, stderr: BinaryIO, discarded: Sequence[str] = ()) -> None:
+def debug_dump(
+    parsed: ParsedFlags, stderr: BinaryIO, discarded: Sequence[str] = (), inherited: Sequence[Flag] = ()
+) -> None:
     """``--debug``: every global flag as ``ETCDCTL_NAME=value`` (discarded flags have no value)."""
-    lines = {flag.name: format_value(flag, parsed.value(flag.name)) for flag in GLOBAL_FLAGS}
+    lines = {flag.name: format_value(flag, parsed.value(flag.name)) for flag in [*GLOBAL_FLAGS, *inherited]}
     lines.update({name: "" for name in discarded})
     for name in sorted(lines):
         stderr.write(f"{env_key(name)}={lines[name]}\n".encode())

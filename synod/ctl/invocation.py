@@ -37,6 +37,7 @@ class Streams:
 class CommandSpec:
     help: CommandHelp
     flags: tuple[Flag, ...]
+    inherited: tuple[Flag, ...] = ()  # a parent's persistent flags (listed with the global ones)
 
 
 def encode(text: str) -> bytes:
@@ -75,7 +76,8 @@ class Invocation:
         """The command's flags and arguments; on a flag error, etcdctl's two error lines and its usage."""
         spec = self._specs[name]
         try:
-            parsed = parse_flags(argv, [*spec.flags, *GLOBAL_FLAGS, help_flag(spec.help.name.split()[-1])])
+            flags = [*spec.flags, *spec.inherited, *GLOBAL_FLAGS, help_flag(spec.help.name.split()[-1])]
+            parsed = parse_flags(argv, flags)
         except FlagError as e:
             self.out(self._usage(name))
             raise CtlExit(EXIT_ERROR, str(e), raw=f"Error: {e}\n\nError: {e}\n") from None
@@ -94,20 +96,37 @@ class Invocation:
         client_type: type[C],
         printer_type: type[P],
         discarded_env: Sequence[str] = (),
+        inherited: Sequence[Flag] = (),
     ) -> tuple[GlobalOptions, P, C]:
         """Environment, --debug, output format, then a client: etcdctl's order, with its errors."""
-        apply_environment(parsed, self.streams.environ, self.streams.stderr, discarded_env)
-        if parsed.get_bool("debug"):
-            debug_dump(parsed, self.streams.stderr, discarded_env)
-        options = GlobalOptions.from_flags(parsed)
-        printer = printer_type(self.streams.stdout, options.write_out, options.hex)
+        options, printer = self.output(parsed, printer_type, discarded_env, inherited, debug=True)
         if not options.endpoints:
             raise CtlExit(EXIT_BAD_CONNECTION, "etcdclient: no available endpoints")
-        client = client_type(
-            options.endpoints,
+        return options, printer, self.client(options, client_type, options.endpoints)
+
+    @staticmethod
+    def client(options: GlobalOptions, client_type: type[C], endpoints: Sequence[str]) -> C:
+        """A client of these endpoints with the global flags' timeouts and transport."""
+        return client_type(
+            endpoints,
             dial_timeout=to_seconds(options.dial_timeout),
             keepalive_time=to_seconds(options.keepalive_time),
             keepalive_timeout=to_seconds(options.keepalive_timeout),
             insecure=options.insecure_transport,
         )
-        return options, printer, client
+
+    def output(
+        self,
+        parsed: ParsedFlags,
+        printer_type: type[P],
+        discarded_env: Sequence[str] = (),
+        inherited: Sequence[Flag] = (),
+        *,
+        debug: bool,
+    ) -> tuple[GlobalOptions, P]:
+        """Environment, --debug (if the command dumps the flags), then the output format."""
+        apply_environment(parsed, self.streams.environ, self.streams.stderr, discarded_env, inherited)
+        if debug and parsed.get_bool("debug"):
+            debug_dump(parsed, self.streams.stderr, discarded_env, inherited)
+        options = GlobalOptions.from_flags(parsed)
+        return options, printer_type(self.streams.stdout, options.write_out, options.hex)

@@ -1,9 +1,10 @@
 """``synodctl``: an etcdctl 3.4-compatible command line client for synod (and etcd).
 
-Commands: get, put, del, txn, compaction, watch, lease, version (and help). Flags, defaults,
-output and exit codes are etcdctl's. click registers and dispatches the
-commands; the command line itself is read as etcdctl's pflag reads it
-(synod.ctl.flags), because click's syntax and messages differ.
+Commands: get, put, del, txn, compaction, watch, lease (grant, revoke, timetolive, list,
+keep-alive), member (add, remove, update, list, promote), endpoint (health, status, hashkv),
+move-leader, version (and help). Flags, defaults, output formats and exit codes are
+etcdctl's. click registers and dispatches the commands; the command line itself is read as
+etcdctl's pflag reads it (synod.ctl.flags), because click's syntax and messages differ.
 
 ``synodctl version`` prints ``synodctl version: <synod version>`` and
 ``API version: 3.4`` (etcdctl's two lines, with synodctl's own name and version).
@@ -23,6 +24,14 @@ from synod import ETCD_API_VERSION, __version__
 from synod.api.etcdserverpb import rpc_pb2 as pb
 from synod.ctl import txn_parse
 from synod.ctl.config import GLOBAL_FLAGS
+from synod.ctl.endpoint_cmd import (
+    ENDPOINT_HELP,
+    INHERITED,
+    MOVE_LEADER_HELP,
+    endpoint_command,
+    move_leader_command,
+)
+from synod.ctl.endpoint_cmd import SUBCOMMANDS as ENDPOINT_SUBCOMMANDS
 from synod.ctl.errors import EXIT_BAD_ARGS, EXIT_ERROR, CtlExit
 from synod.ctl.flags import (
     FlagError,
@@ -37,6 +46,8 @@ from synod.ctl.gostrconv import quote
 from synod.ctl.invocation import CommandSpec, Invocation, Streams, encode
 from synod.ctl.kv import KVClient, KVError
 from synod.ctl.lease_cmd import LEASE_HELP, SUBCOMMANDS, lease_command
+from synod.ctl.member_cmd import MEMBER_HELP, member_command
+from synod.ctl.member_cmd import SUBCOMMANDS as MEMBER_SUBCOMMANDS
 from synod.ctl.printer import Printer
 from synod.ctl.requests import (
     COMPACTION_FLAGS,
@@ -78,6 +89,14 @@ COMMANDS = {
     "watch": CommandSpec(WATCH_HELP, WATCH_FLAGS),
     "lease": CommandSpec(LEASE_HELP, ()),
     **{f"lease {name}": CommandSpec(help, flags) for name, (help, flags) in SUBCOMMANDS.items()},
+    "member": CommandSpec(MEMBER_HELP, ()),
+    **{f"member {name}": CommandSpec(help, flags) for name, (help, flags) in MEMBER_SUBCOMMANDS.items()},
+    "endpoint": CommandSpec(ENDPOINT_HELP, INHERITED),
+    **{
+        f"endpoint {name}": CommandSpec(help, flags, INHERITED)
+        for name, (help, flags) in ENDPOINT_SUBCOMMANDS.items()
+    },
+    "move-leader": CommandSpec(MOVE_LEADER_HELP, ()),
     "version": CommandSpec(VERSION_HELP, ()),
     "help": CommandSpec(HELP_HELP, ()),
 }
@@ -92,8 +111,9 @@ def _usage(name: str | None) -> str:
     spec = COMMANDS[name]
     local = [*spec.flags, help_flag(name.split()[-1])]
     subcommands = [c.help for path, c in COMMANDS.items() if path.startswith(name + " ")]
+    global_flags = [*spec.inherited, *GLOBAL_FLAGS]
     return command_usage(
-        spec.help, ROOT_HELP, subcommands, local, GLOBAL_FLAGS, __version__, ETCD_API_VERSION
+        spec.help, ROOT_HELP, subcommands, local, global_flags, __version__, ETCD_API_VERSION
     )
 
 
@@ -227,6 +247,21 @@ def watch_command_(inv: Invocation, argv: tuple[str, ...]) -> None:
 @_raw_command("lease")
 def lease_command_(inv: Invocation, argv: tuple[str, ...]) -> None:
     lease_command(inv, argv)
+
+
+@_raw_command("member")
+def member_command_(inv: Invocation, argv: tuple[str, ...]) -> None:
+    member_command(inv, argv)
+
+
+@_raw_command("endpoint")
+def endpoint_command_(inv: Invocation, argv: tuple[str, ...]) -> None:
+    endpoint_command(inv, argv)
+
+
+@_raw_command("move-leader")
+def move_leader_command_(inv: Invocation, argv: tuple[str, ...]) -> None:
+    move_leader_command(inv, argv)
 
 
 def _rpc(call: Callable[[], T]) -> T:

@@ -157,16 +157,21 @@ class Client:
         timeout: float | None,
         *,
         retry_unavailable: bool,
+        endpoints: Sequence[str] | None = None,
     ) -> T:
-        """One unary call with failover; ``timeout`` None: no deadline (etcdctl's context.TODO calls)."""
+        """One unary call with failover; ``timeout`` None: no deadline (etcdctl's context.TODO calls).
+
+        ``endpoints``: only these (clientv3's calls to one endpoint: Status, HashKV); default all.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
+        targets = self.endpoints if endpoints is None else list(endpoints)
 
         def remaining() -> float | None:
             return None if deadline is None else deadline - time.monotonic()
 
         while True:
             server_error: CallError | None = None
-            for endpoint in self.endpoints:
+            for endpoint in targets:
                 left = remaining()
                 if left is not None and left <= 0:
                     raise CallError(DEADLINE_EXCEEDED)

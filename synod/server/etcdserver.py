@@ -586,7 +586,7 @@ class EtcdServer:
         me = self.membership.get(self.member_id)
         return me is not None and me.is_learner
 
-    def _refuse_on_learner(self) -> None:
+    def refuse_on_learner(self) -> None:
         """A learner serves only serializable reads (etcd's rule): it can't vouch for anything newer."""
         if self.raft_mode and self.is_learner:
             raise RPCError(rpctypes.NOT_SUPPORTED_FOR_LEARNER)
@@ -596,9 +596,10 @@ class EtcdServer:
         node = self.node
         if not isinstance(node, RaftDriver) or node.leader_id != self.member_id:
             raise RPCError(rpctypes.NOT_LEADER)
-        if target not in self.membership.ids() or target == self.member_id:
-            if target == self.member_id:
-                return  # already the leader
+        if target == self.member_id:
+            return  # already the leader
+        transferee = self.membership.get(target)
+        if transferee is None or transferee.is_learner:  # a learner can't lead (etcd's rule)
             raise RPCError(rpctypes.BAD_LEADER_TRANSFEREE)
         node.transfer_leader(target)
         try:
@@ -806,24 +807,20 @@ class EtcdServer:
 
     async def range(self, r: pb.RangeRequest) -> pb.RangeResponse:
         if not r.serializable:
-            self._refuse_on_learner()
+            self.refuse_on_learner()
             await self._linearizable_read()
         with mvcc_errors():
             return self.applier.range(r)
 
     async def put(self, r: pb.PutRequest) -> pb.PutResponse:
-        self._refuse_on_learner()
         resp: pb.PutResponse = await self._propose(InternalRaftRequest(put=r))
         return resp
 
     async def delete_range(self, r: pb.DeleteRangeRequest) -> pb.DeleteRangeResponse:
-        self._refuse_on_learner()
         resp: pb.DeleteRangeResponse = await self._propose(InternalRaftRequest(delete_range=r))
         return resp
 
     async def txn(self, r: pb.TxnRequest) -> pb.TxnResponse:
-        if not (is_txn_readonly(r) and is_txn_serializable(r)):
-            self._refuse_on_learner()
         if is_txn_readonly(r):
             if not is_txn_serializable(r):
                 await self._linearizable_read()
@@ -833,7 +830,6 @@ class EtcdServer:
         return resp
 
     async def compact(self, r: pb.CompactionRequest) -> pb.CompactionResponse:
-        self._refuse_on_learner()
         resp, done = await self._propose(InternalRaftRequest(compaction=r))
         if r.physical:
             await done
@@ -842,14 +838,12 @@ class EtcdServer:
         return resp  # type: ignore[no-any-return]
 
     async def lease_grant(self, r: pb.LeaseGrantRequest) -> pb.LeaseGrantResponse:
-        self._refuse_on_learner()
         while r.ID == 0:
             r.ID = self._ids.next() & ((1 << 63) - 1)  # only positive IDs, as etcd
         resp: pb.LeaseGrantResponse = await self._propose(InternalRaftRequest(lease_grant=r))
         return resp
 
     async def lease_revoke(self, r: pb.LeaseRevokeRequest) -> pb.LeaseRevokeResponse:
-        self._refuse_on_learner()
         resp: pb.LeaseRevokeResponse = await self._propose(InternalRaftRequest(lease_revoke=r))
         return resp
 

@@ -136,3 +136,25 @@ def test_strict_reconfiguration_checks_answer_as_etcds(tmp_path: Path) -> None:
     want = strict_checks("etcd", tmp_path)
     assert want[0] == "Error: etcdserver: unhealthy cluster"
     assert strict_checks("synod", tmp_path) == want
+
+
+def test_member_update_keeps_a_learner_a_learner(tmp_path: Path) -> None:
+    """Better than etcd 3.4, whose MemberUpdate lists an updated learner as a voter (etcd-io/etcd#21694)."""
+    cluster = ClusterProcesses("synod", tmp_path / "synod").start()
+    try:
+        eps = ",".join(cluster.endpoints)
+        wait_until(lambda: run_ctl(eps, "put", "k", "v").returncode == 0, 30, "a first write")
+        old, new = (f"http://127.0.0.1:{free_port()}" for _ in range(2))
+
+        def add() -> object:
+            r = run_ctl(eps, "member", "add", "m4", f"--peer-urls={old}", "--learner", "-w", "json")
+            return r if r.returncode == 0 else None
+
+        added = json.loads(wait_until(add, 60, "member add to be accepted", interval=0.5).stdout)["member"]
+        r = run_ctl(eps, "member", "update", f"{added['ID']:x}", f"--peer-urls={new}")
+        assert r.returncode == 0, r
+        members = json.loads(run_ctl(eps, "member", "list", "-w", "json").stdout)["members"]
+        updated = next(m for m in members if m["ID"] == added["ID"])
+        assert updated["peerURLs"] == [new] and updated.get("isLearner") is True, updated
+    finally:
+        cluster.kill()

@@ -27,6 +27,7 @@ from synod.rpctypes import ErrorCode, RPCError
 from synod.server.api.cluster import ClusterService
 from synod.server.api.header import Header
 from synod.server.api.kv import KVService
+from synod.server.api.learner import gate_streams, gate_unary
 from synod.server.api.lease import LeaseService
 from synod.server.api.methods import METHODS, Dispatcher, Method, StreamWrite, not_implemented
 from synod.server.api.watch import WatchService
@@ -52,7 +53,8 @@ def build_dispatcher(etcd: EtcdServer) -> Dispatcher:
     watch = WatchService(etcd, etcd.cfg.watch_progress_notify_interval)
     cluster = ClusterService(etcd, header)
     return Dispatcher(
-        {**kv.handlers(), **lease.handlers(), **cluster.handlers()}, {**lease.streams(), **watch.streams()}
+        gate_unary(etcd, {**kv.handlers(), **lease.handlers(), **cluster.handlers()}),
+        gate_streams(etcd, {**lease.streams(), **watch.streams()}),
     )
 
 
