@@ -12,11 +12,12 @@ etcdctl's pflag reads it (synod.ctl.flags), because click's syntax and messages 
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import BinaryIO, TypeVar, cast
 
 import click
 
@@ -316,10 +317,11 @@ def main() -> None:
     """The console script."""
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # ignored stays ignored, as in Go
         signal.signal(signal.SIGINT, _on_sigint)
-    streams = Streams(sys.stdin.buffer, sys.stdout.buffer, sys.stderr.buffer, os.environ)
+    stdout = _buffered(sys.stdout.buffer)
+    streams = Streams(sys.stdin.buffer, stdout, sys.stderr.buffer, os.environ)
     try:
         code = run(sys.argv[1:], streams)
-        sys.stdout.flush()
+        stdout.flush()
     except (_Interrupted, KeyboardInterrupt):
         _die_of_sigint()
     except BrokenPipeError:
@@ -329,6 +331,7 @@ def main() -> None:
     # Exit at once, as a Go program does: no interpreter teardown, which can wait on gRPC's threads
     # (a watch or keep-alive stream's reader).
     try:
+        stdout.flush()
         sys.stdout.flush()
         sys.stderr.flush()
     except BrokenPipeError:
@@ -336,12 +339,20 @@ def main() -> None:
     os._exit(code)
 
 
+def _buffered(stdout: BinaryIO) -> BinaryIO:
+    """stdout with a buffer even under PYTHONUNBUFFERED (or -u), which leaves a raw file.
+
+    Commands flush once per response (a watch response, a keep-alive), so each reaches the
+    reader in one write: one unbuffered write per line would let a reader, or SIGINT, see half
+    of one. On SIGINT what is still buffered is dropped, as an interrupted Go program drops it.
+    """
+    if isinstance(stdout, io.RawIOBase):
+        return cast(BinaryIO, io.BufferedWriter(stdout))
+    return stdout
+
+
 def _die_of_sigint() -> None:
     """End as a Go program interrupted by SIGINT does (etcdctl has no handler): killed by the signal."""
-    try:
-        sys.stdout.flush()
-    except (BrokenPipeError, ValueError):
-        pass
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGINT)
     sys.exit(128 + signal.SIGINT)  # not reached
