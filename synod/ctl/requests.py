@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from synod.api.etcdserverpb import rpc_pb2 as pb
+from synod.client.keys import prefix_end
 from synod.ctl.errors import EXIT_BAD_ARGS, EXIT_BAD_FEATURE, EXIT_ERROR, CtlExit
 from synod.ctl.flags import Flag, ParsedFlags
 from synod.ctl.gostrconv import NumError, parse_int, quote
@@ -89,16 +90,6 @@ _SORT_TARGETS = {
 _ONE_OF = "`--prefix` and `--from-key` cannot be set at the same time, choose one"
 _TOO_MANY = "too many arguments, only accept one argument when `--prefix` or `--from-key` is set"
 _PUT_ARGS = "put command needs 1 argument and input from stdin or 2 arguments"
-
-
-def prefix_end(key: bytes) -> bytes:
-    """The end of the range of keys starting with ``key`` (``\\0``, all keys after, if there is none)."""
-    end = bytearray(key)
-    for i in range(len(end) - 1, -1, -1):
-        if end[i] < 0xFF:
-            end[i] += 1
-            return bytes(end[: i + 1])
-    return b"\0"
 
 
 def range_request(args: Sequence[bytes], flags: ParsedFlags) -> pb.RangeRequest:

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from synod.api.etcdserverpb import rpc_pb2 as pb
+from synod.client.keys import prefix_end
 from synod.ctl.flags import Flag, FlagError, ParsedFlags, help_flag, parse_flags
-from synod.ctl.requests import prefix_end
 from synod.ctl.usage import CommandHelp, flag_defaults
 
 WATCH_FLAGS = (
