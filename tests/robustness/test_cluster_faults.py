@@ -2,9 +2,11 @@
 
 Clients put, get (linearizable) and compare-and-swap a few keys through random
 members while a seeded fault schedule SIGKILLs and restarts members (the
-leader among them), freezes them with SIGSTOP/SIGCONT, and cuts one off from
+leader among them), freezes them with SIGSTOP/SIGCONT, cuts one off from
 the others with a partition (peer traffic goes through fault-injecting
-proxies, tests/support/peer_proxy.py). Afterwards:
+proxies, tests/support/peer_proxy.py), and replaces one with a new member
+with empty data (removed, killed, added on the same addresses and started
+with --initial-cluster-state existing; at least once a run). Afterwards:
 
 * the recorded history is linearizable (tests/support/linearizability.py;
   a write whose answer never came may or may not have happened);
@@ -123,14 +125,26 @@ def faults(cluster: ClusterProcesses, rng: random.Random, duration: float, log: 
     """
     deadline = time.monotonic() + duration
     kinds = ["kill", "stop", "partition"] if cluster.proxies is not None else ["kill", "stop"]
+    replaced = False
     while time.monotonic() < deadline:
         time.sleep(rng.uniform(0.3, 1.2))
         victim = rng.choice(cluster.members)
         if rng.random() < 1 / 3:
             victim = current_leader(cluster) or victim
-        fault = rng.choice(kinds)
+        # Every run replaces one member, at a seeded moment in its first half; longer runs more.
+        if (not replaced and rng.random() < 0.25) or rng.random() < 0.05:
+            fault = "replace"
+            replaced = True
+        else:
+            fault = rng.choice(kinds)
+        if not replaced and time.monotonic() > deadline - duration / 2:
+            fault, replaced = "replace", True
         assert victim.proc is not None
-        if fault == "partition":
+        if fault == "replace":
+            log.append(f"replace {victim.name}")
+            cluster.replace(victim)
+            log.append(f"replaced {victim.name}")
+        elif fault == "partition":
             assert cluster.proxies is not None
             others = [cluster.member_id(m) for m in cluster.members if m is not victim]
             log.append(f"partition {victim.name}")
@@ -218,7 +232,7 @@ def _seed() -> int:
     return int(env) if env else random.SystemRandom().randrange(1 << 30)
 
 
-def test_cluster_under_kills_freezes_and_partitions_stays_linearizable(tmp_path: Path) -> None:
+def test_cluster_under_kills_freezes_partitions_and_replacement_stays_linearizable(tmp_path: Path) -> None:
     run(tmp_path, _seed(), duration=15.0)
 
 

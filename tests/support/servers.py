@@ -15,8 +15,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 
@@ -25,6 +27,7 @@ from synod.server import ids
 from tests.support.peer_proxy import PeerProxies
 
 CLUSTER_TOKEN = "synod-test"
+T = TypeVar("T")
 START_TIMEOUT = 30.0
 
 
@@ -71,6 +74,7 @@ class ServerProcess:
     name: str = "m1"
     initial_cluster: str | None = None  # None: this member alone
     listen_peer_port: int | None = None  # behind a proxy on peer_port (tests/support/peer_proxy.py)
+    added_id: int | None = None  # a member added at run time: the ID MemberAdd gave it
 
     @property
     def endpoint(self) -> str:
@@ -171,6 +175,7 @@ class ClusterProcesses:
     members: list[ServerProcess] = field(default_factory=list)
     proxied: bool = False  # peer traffic through PeerProxies (synod only), for partitions
     proxies: PeerProxies | None = None
+    replacements: int = 0  # members replaced so far (each gets a new data directory)
 
     def __post_init__(self) -> None:
         names = [f"m{i + 1}" for i in range(self.size)]
@@ -194,7 +199,65 @@ class ClusterProcesses:
             self.proxies = PeerProxies(routes)
 
     def member_id(self, m: ServerProcess) -> int:
+        if m.added_id is not None:
+            return m.added_id
         return ids.member_id([m.peer_url], CLUSTER_TOKEN)
+
+    def replace(self, victim: ServerProcess, timeout: float = 60.0) -> ServerProcess:
+        """Replace a member by a new one with empty data, as an operator replaces a dead machine.
+
+        The victim is removed through a live member, killed, and a member with a new data
+        directory is added on the same addresses (so clients and proxies need no change) and
+        started with ``--initial-cluster-state existing``. Each change is retried while the
+        cluster refuses it (strict reconfiguration checks: peers connected for 5 s).
+        """
+        live = [m for m in self.members if m is not victim]
+        victim_id = self.member_id(victim)
+
+        def call(what: str, request: Callable[[rpc_pb2_grpc.ClusterStub], T]) -> T:
+            def attempt() -> tuple[T] | None:
+                for m in live:
+                    try:
+                        with grpc.insecure_channel(m.endpoint) as ch:
+                            return (request(rpc_pb2_grpc.ClusterStub(ch)),)
+                    except grpc.RpcError:
+                        continue
+                return None
+
+            return wait_until(attempt, timeout, what, interval=0.5)[0]
+
+        def remove(stub: rpc_pb2_grpc.ClusterStub) -> None:
+            try:
+                stub.MemberRemove(rpc_pb2.MemberRemoveRequest(ID=victim_id), timeout=5)
+            except grpc.RpcError as e:
+                if "member not found" not in (e.details() or ""):  # an earlier attempt got through
+                    raise
+
+        call(f"the removal of {victim.name}", remove)
+        victim.kill()
+        members = call(
+            f"the member list without {victim.name}",
+            lambda stub: stub.MemberList(rpc_pb2.MemberListRequest(), timeout=5).members,
+        )
+        added = call(
+            f"the addition of {victim.name}'s replacement",
+            lambda stub: stub.MemberAdd(rpc_pb2.MemberAddRequest(peerURLs=[victim.peer_url]), timeout=5),
+        )
+        initial = [f"{m.name}={u}" for m in members if victim_id != m.ID for u in m.peerURLs]
+        self.replacements += 1
+        replacement = ServerProcess(
+            self.kind,
+            self.root / f"{self.kind}-{victim.name}-r{self.replacements}",
+            client_port=victim.client_port,
+            peer_port=victim.peer_port,
+            extra_args=[*self.extra_args, "--initial-cluster-state", "existing"],
+            name=victim.name,
+            initial_cluster=",".join([*initial, f"{victim.name}={victim.peer_url}"]),
+            listen_peer_port=victim.listen_peer_port,
+            added_id=added.member.ID,
+        )
+        self.members[self.members.index(victim)] = replacement
+        return replacement.start()
 
     def start(self, timeout: float = START_TIMEOUT) -> ClusterProcesses:
         """Start every member at once (a member waits for a quorum before it answers)."""
