@@ -169,7 +169,11 @@ class AsyncClient:
         no_put: bool = False,
         no_delete: bool = False,
     ) -> Watch:
-        """Events on a key or range from ``start_revision`` (0: from now on); see ``watch.py``."""
+        """Events on a key or range from ``start_revision`` (0: from now on); see ``watch.py``.
+
+        The stream opens on the first iteration; ``await watch.created()`` (or ``async with``)
+        opens it now, so that "now" is before any change the caller makes next.
+        """
         filters = [pb.WatchCreateRequest.NOPUT] if no_put else []
         if no_delete:
             filters.append(pb.WatchCreateRequest.NODELETE)

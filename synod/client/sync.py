@@ -112,10 +112,11 @@ class Client:
     # -- watch ----------------------------------------------------------------------------------------------
 
     def watch(self, key: Key, **options: Any) -> SyncWatch:
+        """Returns once the server created the watch (as clientv3's): later changes are its events."""
         return SyncWatch(self._portal, self.aio.watch(key, **options))
 
     def watch_prefix(self, prefix: Key, **options: Any) -> SyncWatch:
-        return SyncWatch(self._portal, self.aio.watch_prefix(prefix, **options))
+        return self.watch(prefix, prefix=True, **options)
 
     # -- leases -------------------------------------------------------------------------------------------
 
@@ -180,6 +181,7 @@ class SyncWatch:
         self._portal = portal
         self.watch = watch
         self._responses: AsyncIterator[pb.WatchResponse] = aiter(watch)
+        portal.run(watch.created())
 
     def __iter__(self) -> Iterator[pb.WatchResponse]:
         return self

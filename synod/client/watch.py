@@ -25,7 +25,7 @@ from typing import Any
 import grpc
 
 from synod.api.etcdserverpb import rpc_pb2 as pb
-from synod.client.connection import Connection
+from synod.client.connection import EOF, Connection
 from synod.client.errors import (
     ClientClosedError,
     CompactedError,
@@ -47,6 +47,7 @@ class Watch:
         self.next_revision = request.start_revision  # 0 until the first stream says where it starts
         self.watch_id = -1
         self._call: Any = None
+        self._first: Any = None  # a response created() read and the iteration has yet to see
         self._canceled = False
         self._attempt = 0
 
@@ -54,37 +55,75 @@ class Watch:
         return self._responses()
 
     async def __aenter__(self) -> Watch:
+        await self.created()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.cancel()
 
+    async def created(self) -> None:
+        """Open the stream and wait for the server's "created" answer, as clientv3's ``Watch`` does.
+
+        A watch from now on (no ``start_revision``) is bound to the revision the server
+        created it at: a change made after this returns is one of its events, even if the
+        stream breaks before iteration starts. Without it, the stream opens on the first
+        iteration. (A failure here is left to the iteration, which retries or raises it.)
+        """
+        if self._call is not None or self._canceled or self._conn.closed:
+            return
+        try:
+            call = await self._open(self._conn.pinned)
+            self._first = await call.read()
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            await self._close_call()
+            return
+        if self._first is not EOF and self._first.created and not self._first.canceled:
+            self._take_created(self._first)
+            self._first = None
+
+    def _take_created(self, resp: pb.WatchResponse) -> None:
+        self.watch_id = resp.watch_id
+        if self.next_revision == 0:
+            self.next_revision = resp.header.revision + 1
+
+    async def _read(self) -> Any:
+        """The next response of the current stream (EOF at its end); ``created()``'s first comes first."""
+        first, self._first = self._first, None
+        if first is not None:
+            return first
+        if self._call is None:  # cancel() closed it while the caller held a response
+            return EOF
+        return await self._call.read()
+
     async def _responses(self) -> AsyncIterator[pb.WatchResponse]:
         while not self._canceled:
             index = self._conn.pinned
             try:
-                await self._open(index)
-                async for resp in self._call:
+                if self._call is None:
+                    await self._open(index)
+                while (resp := await self._read()) is not EOF:
                     self._attempt = 0
                     if resp.created:
-                        self.watch_id = resp.watch_id
-                        if self.next_revision == 0:
-                            self.next_revision = resp.header.revision + 1
+                        self._take_created(resp)
                         if not resp.canceled:
                             continue
                     if resp.canceled:
+                        if self._canceled:  # the answer to our own cancel request
+                            return
                         raise _canceled(resp)
                     if resp.events:
                         self.next_revision = resp.events[-1].kv.mod_revision + 1
                     elif resp.header.revision >= self.next_revision:  # a progress notification
                         self.next_revision = resp.header.revision + 1
                     yield resp
-            except grpc.aio.AioRpcError as e:
+            except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as e:
+                # InvalidStateError: the stream failed before a write (the server went away).
                 if self._canceled or self._conn.closed:
                     break
-                error = from_rpc_error(e)
-                if error.code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL):
-                    raise error from None
+                if isinstance(e, grpc.aio.AioRpcError):
+                    error = from_rpc_error(e)
+                    if error.code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL):
+                        raise error from None
                 self._conn.failover(index)
             except asyncio.CancelledError:
                 await self._close_call()
@@ -100,7 +139,7 @@ class Watch:
         if self._conn.closed and not self._canceled:
             raise ClientClosedError()
 
-    async def _open(self, index: int) -> None:
+    async def _open(self, index: int) -> Any:
         create = pb.WatchCreateRequest()
         create.CopyFrom(self._request)
         create.start_revision = self.next_revision
@@ -110,6 +149,7 @@ class Watch:
             response_deserializer=pb.WatchResponse.FromString,
         )(metadata=self._conn.stream_metadata())  # fmt: skip
         await self._call.write(pb.WatchRequest(create_request=create))
+        return self._call
 
     async def request_progress(self) -> None:
         """Ask for a progress notification (etcd 3.4: answered when the watcher is in sync)."""
@@ -133,6 +173,7 @@ class Watch:
 
     async def _close_call(self) -> None:
         call, self._call = self._call, None
+        self._first = None
         if call is not None and not call.done():
             call.cancel()
 

@@ -135,8 +135,11 @@ class Api:
         return self.client if isinstance(self.client, AsyncClient) else self.client.aio
 
     async def watch(self, key: Any, **options: Any) -> Events:
+        """A watch that the server has created (the blocking client's ``watch()`` waits for it too)."""
         if isinstance(self.client, AsyncClient):
-            return Events(self.client.watch(key, **options))
+            w = self.client.watch(key, **options)
+            await w.created()
+            return Events(w)
         return Events(await asyncio.to_thread(self.client.watch, key, **options))
 
     async def keep_alive(self, lease_id: int, ttl: int, **options: Any) -> Lease:
