@@ -84,6 +84,7 @@ class KeepAlive:
         while not self._closed:
             index = self._conn.pinned
             call: Any = None
+            renewals = self.renewals
             try:
                 channel: Any = self._conn.channel(index)
                 call = channel.stream_stream(
@@ -98,6 +99,8 @@ class KeepAlive:
                     self._lose(error)
                     return
                 self._conn.failover(index)
+            except asyncio.InvalidStateError:  # the stream failed while we slept: a write to it
+                self._conn.failover(index)
             except EtcdError as e:  # the client closed
                 self._lose(e)
                 return
@@ -107,7 +110,8 @@ class KeepAlive:
             if self._clock() >= self.deadline:
                 self._lose(LeaseExpiredError(grpc.StatusCode.NOT_FOUND, _expired_unrenewed(self.lease_id)))
                 return
-            attempt += 1
+            # The backoff grows over failed streams only: one that renewed starts it again.
+            attempt = 1 if self.renewals > renewals else attempt + 1
             await asyncio.sleep(min(self._conn.backoff(attempt), max(0.0, self.deadline - self._clock())))
 
     async def _renew_on(self, call: Any) -> bool:
