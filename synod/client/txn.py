@@ -94,20 +94,24 @@ def put(
 
 
 def get(
-    key: Key, *, prefix: bool = False, range_end: Key | None = None, revision: int = 0,
-    keys_only: bool = False, count_only: bool = False, limit: int = 0,
+    key: Key, *, prefix: bool = False, range_end: Key | None = None, from_key: bool = False,
+    revision: int = 0, keys_only: bool = False, count_only: bool = False, limit: int = 0,
+    sort_order: int = pb.RangeRequest.NONE, sort_target: int = pb.RangeRequest.KEY,
 ) -> pb.RequestOp:  # fmt: skip
-    k, end = key_range(key, range_end, prefix)
+    """A range read, with ``AsyncClient.get``'s range options (its key range as there)."""
+    k, end = key_range(key, range_end, prefix, from_key)
     r = pb.RangeRequest(
-        key=k, range_end=end, revision=revision, keys_only=keys_only, count_only=count_only, limit=limit
-    )
+        key=k, range_end=end, revision=revision, keys_only=keys_only, count_only=count_only, limit=limit,
+        sort_order=sort_order, sort_target=sort_target,  # type: ignore[arg-type]
+    )  # fmt: skip
     return pb.RequestOp(request_range=r)
 
 
 def delete(
-    key: Key, *, prefix: bool = False, range_end: Key | None = None, prev_kv: bool = False
-) -> pb.RequestOp:
-    k, end = key_range(key, range_end, prefix)
+    key: Key, *, prefix: bool = False, range_end: Key | None = None, from_key: bool = False,
+    prev_kv: bool = False,
+) -> pb.RequestOp:  # fmt: skip
+    k, end = key_range(key, range_end, prefix, from_key)
     r = pb.DeleteRangeRequest(key=k, range_end=end, prev_kv=prev_kv)
     return pb.RequestOp(request_delete_range=r)
 
