@@ -454,7 +454,9 @@ class EtcdServer:
             await self.transport.listen(cfg.listen_peer_urls)
         except OSError as e:
             raise DataDirError(f"cannot listen for peers on {', '.join(cfg.listen_peer_urls)}: {e}") from e
-        for member in self.members.values():
+        # The recorded members, not --initial-cluster: after a restart the flags still name members
+        # that were removed since (a replaced member's successor may now answer at their URLs).
+        for member in self.membership.members():
             self.transport.add_peer(member.id, member.peer_urls)
         return driver
 

@@ -119,3 +119,46 @@ def test_snapshots_compact_the_log_and_a_member_far_behind_gets_the_backend(tmp_
         assert len(hashes) == 1
     finally:
         cluster.kill()
+
+
+def test_a_restarted_member_forgets_a_replaced_peer(tmp_path: Path) -> None:
+    """After a restart a member dials the recorded members, not --initial-cluster's.
+
+    m1 is replaced by a new member on the same addresses; m2 restarts, its flags still
+    naming the old m1. Were it to dial the old m1's ID, the new m1 would refuse the
+    connection, m2 would never count as connected to it, and the next change (replacing
+    m3) would be refused as "unhealthy cluster" forever.
+    """
+    cluster = ClusterProcesses("synod", tmp_path).start()
+    try:
+        cluster.replace(cluster.members[0])
+        m2 = cluster.members[1]
+        m2.kill()
+        m2.start()
+        cluster.replace(cluster.members[2], timeout=30)
+        kvs = [rpc_pb2_grpc.KVStub(grpc.insecure_channel(e)) for e in cluster.endpoints]
+        wait_until(lambda: _put_ok(kvs[0]), 30, "a write after the replacements")
+        revision = kvs[0].Range(pb.RangeRequest(key=b"k")).header.revision
+
+        def same_everywhere() -> bool:
+            hashes = set()
+            for m in cluster.members:
+                with grpc.insecure_channel(m.endpoint) as ch:
+                    stub = rpc_pb2_grpc.MaintenanceStub(ch)
+                    try:
+                        hashes.add(stub.HashKV(pb.HashKVRequest(revision=revision), timeout=5).hash)
+                    except grpc.RpcError:
+                        return False
+            return len(hashes) == 1
+
+        wait_until(same_everywhere, 30, "every member, replacements included, to hold the same data")
+    finally:
+        cluster.kill()
+
+
+def _put_ok(kv: rpc_pb2_grpc.KVStub) -> bool:
+    try:
+        kv.Put(pb.PutRequest(key=b"k", value=b"v"), timeout=2)
+        return True
+    except grpc.RpcError:
+        return False

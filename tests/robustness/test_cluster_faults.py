@@ -182,8 +182,10 @@ def run(tmp_path: Path, seed: int, duration: float) -> None:
     try:
         for c in clients:
             c.start()
-        faults(cluster, rng, duration, log)
-        print("faults:", ", ".join(log))
+        try:
+            faults(cluster, rng, duration, log)
+        finally:
+            print("faults:", ", ".join(log))
         stop.set()
         for c in clients:
             c.join(CALL_TIMEOUT * 3)
