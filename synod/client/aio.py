@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 import time
+import weakref
 from collections.abc import Callable, Sequence
 
 from synod.api.etcdserverpb import rpc_pb2 as pb
@@ -54,6 +55,7 @@ class AsyncClient:
             endpoints = endpoints.split(",")
         options = Options(timeout, keepalive_time, keepalive_timeout, max_message_bytes)
         self.conn = Connection(endpoints, options, tls, user, password, rng)
+        self._keepalives: weakref.WeakSet[KeepAlive] = weakref.WeakSet()  # told when the client closes
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -63,6 +65,8 @@ class AsyncClient:
 
     async def close(self) -> None:
         await self.conn.close()
+        for keepalive in list(self._keepalives):
+            await keepalive.client_closed()
 
     # -- KV -------------------------------------------------------------------------------------------
 
@@ -218,7 +222,9 @@ class AsyncClient:
         clock: Callable[[], float] = time.monotonic,
     ) -> KeepAlive:
         """Renew ``lease_id`` (granted with ``ttl``) in the background until closed or lost."""
-        return KeepAlive(self.conn, lease_id, ttl, on_lost, clock)
+        keepalive = KeepAlive(self.conn, lease_id, ttl, on_lost, clock)
+        self._keepalives.add(keepalive)
+        return keepalive
 
     # -- cluster -------------------------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ import grpc
 from synod.api.etcdserverpb import rpc_pb2 as pb
 from synod.client.connection import EOF, Connection
 from synod.client.errors import (
+    ClientClosedError,
     ConnectionFailedError,
     EtcdError,
     LeaseExpiredError,
@@ -62,6 +63,11 @@ class KeepAlive:
         await self.lost.wait()
         assert self.error is not None
         return self.error
+
+    async def client_closed(self) -> None:
+        """The client closed: nobody renews the lease any more, which is losing it."""
+        self._lose(ClientClosedError())
+        await self.close()
 
     async def close(self) -> None:
         """Stop renewing (the lease itself stays until it expires or is revoked)."""
@@ -103,6 +109,13 @@ class KeepAlive:
                 self._conn.failover(index)
             except EtcdError as e:  # the client closed
                 self._lose(e)
+                return
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if self._closed or (task is not None and task.cancelling()) or not self._conn.closed:
+                    raise
+                # The client closed its channels under the stream: nobody renews the lease now.
+                self._lose(ClientClosedError())
                 return
             finally:
                 if call is not None and not call.done():

@@ -127,8 +127,12 @@ class Watch:
                 self._conn.failover(index)
             except asyncio.CancelledError:
                 await self._close_call()
+                if _cancelling():  # the iterating task itself is cancelled
+                    raise
                 if self._canceled:  # cancel() cancelled the stream under the iteration
                     return
+                if self._conn.closed:  # close() cancelled it, closing the channel
+                    raise ClientClosedError() from None
                 raise
             if self._canceled or self._conn.closed:
                 break
@@ -176,6 +180,11 @@ class Watch:
         self._first = None
         if call is not None and not call.done():
             call.cancel()
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _canceled(resp: pb.WatchResponse) -> EtcdError:

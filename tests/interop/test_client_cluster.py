@@ -4,6 +4,7 @@ Against synod and a real etcd 3.4."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,10 +12,14 @@ from pathlib import Path
 import pytest
 
 from synod.api.mvccpb import kv_pb2
-from synod.client import errors
+from synod.client import AsyncClient, Client, errors
 from synod.server import ids
 from tests.support.clients import KINDS, Api, Events, open_client, run, wait_for
-from tests.support.servers import CLUSTER_TOKEN, ClusterProcesses, ServerProcess
+from tests.support.servers import CLUSTER_TOKEN, ClusterProcesses, ServerProcess, wait_until
+
+# Slow tests run each client against one server kind, the two crossed over a pair of tests.
+CROSSED = pytest.mark.parametrize(("server_kind", "kind"), [("synod", "sync"), ("etcd", "async")])
+SWAPPED = pytest.mark.parametrize(("server_kind", "kind"), [("synod", "async"), ("etcd", "sync")])
 
 
 @pytest.fixture(params=KINDS)
@@ -114,7 +119,12 @@ def test_watch_resumes_across_a_restart(any_server: ServerProcess, kind: str) ->
     run(body())
 
 
-def test_keep_alive_survives_a_restart(any_server: ServerProcess, kind: str) -> None:
+@CROSSED
+def test_keep_alive_survives_a_restart(
+    start_server: Callable[..., ServerProcess], server_kind: str, kind: str
+) -> None:
+    any_server = start_server(server_kind)
+
     async def body() -> None:
         async with open_client(kind, any_server.endpoint) as c:
             ttl = 3
@@ -246,3 +256,88 @@ def test_unreachable_endpoints_time_out(tmp_path: Path) -> None:
             assert time.monotonic() - started < 3
 
     run(body())
+
+
+@SWAPPED
+def test_watch_resumes_into_a_compaction(
+    start_server: Callable[..., ServerProcess], server_kind: str, kind: str
+) -> None:
+    """Compacted past the watch's next revision while it was disconnected: CompactedError, not a gap."""
+    any_server = start_server(server_kind)
+
+    async def body() -> None:
+        async with open_client(kind, any_server.endpoint) as c:
+            w = await c.watch("z/", prefix=True)
+            await write_and_receive(c, w, ["z/0", "z/1"])
+            any_server.kill()
+            any_server.start()
+            # The watch is not read meanwhile: its resumption comes with the next read.
+            async with open_client("async", any_server.endpoint) as other:
+                await other.put("z/2", "lost")
+                rev = (await other.put("z/3", "lost")).header.revision
+                await other.compact(rev)
+            with pytest.raises(errors.CompactedError) as e:
+                await w.next(20)
+            assert e.value.compact_revision == rev
+
+    run(body())
+
+
+@pytest.mark.parametrize(("server_kind", "kind"), [("synod", "async"), ("etcd", "sync")])
+def test_keep_alive_is_lost_when_no_member_answers(
+    start_server: Callable[..., ServerProcess], server_kind: str, kind: str
+) -> None:
+    server = start_server(server_kind)
+
+    async def body() -> None:
+        async with open_client(kind, server.endpoint) as c:
+            ttl = 2
+            lid = (await c.lease_grant(ttl)).ID
+            lost: list[errors.EtcdError] = []
+            ka = await c.keep_alive(lid, ttl, on_lost=lost.append)
+            await wait_for(lambda: ka.renewals >= 1, 5, "a first renewal")
+            server.kill()
+            killed = time.monotonic()
+            error = await ka.wait_lost(ttl + 3)
+            # Declared lost at the lease's deadline (the last renewal + its TTL), not before.
+            assert isinstance(error, errors.LeaseExpiredError) and "not renewed" in error.message
+            assert ka.inner.deadline <= time.monotonic() < killed + ttl + 1
+            await wait_for(lambda: lost == [error], 2, "on_lost")
+            await ka.close()
+
+    run(body())
+
+
+def test_closing_the_client_ends_its_watch(any_server: ServerProcess) -> None:
+    async def body() -> None:
+        c = AsyncClient(any_server.endpoint)
+        w = c.watch("k")
+        await w.created()
+        waiting = asyncio.ensure_future(anext(aiter(w)))
+        await asyncio.sleep(0)  # let it start reading
+        await c.close()
+        with pytest.raises(errors.ClientClosedError):
+            await asyncio.wait_for(waiting, 5)
+        with pytest.raises(errors.ClientClosedError):
+            await c.get("k")
+
+    async def keepalive() -> None:
+        c = AsyncClient(any_server.endpoint)
+        lid = (await c.lease_grant(30)).ID
+        ka = c.keep_alive(lid, 30)
+        await wait_for(lambda: ka.renewals >= 1, 5, "a renewal")
+        await c.close()
+        assert isinstance(await asyncio.wait_for(ka.wait_lost(), 5), errors.ClientClosedError)
+        await ka.close()
+
+    run(body())
+    run(keepalive())
+    with Client(any_server.endpoint) as client:
+        client.put("k", "v")
+    with pytest.raises(errors.ClientClosedError):
+        client.get("k")
+    with Client(any_server.endpoint) as client:
+        lid = client.lease_grant(30).ID
+        ka = client.keep_alive(lid, 30)
+        wait_until(lambda: ka.keepalive.renewals >= 1, 5, "a renewal")
+    assert isinstance(ka.wait_lost(5), errors.ClientClosedError)

@@ -16,6 +16,11 @@ from tests.support.servers import ServerProcess
 PUT, DELETE = kv_pb2.Event.PUT, kv_pb2.Event.DELETE
 
 
+# Slow tests run each client against one server kind, the two crossed over a pair of tests.
+CROSSED = pytest.mark.parametrize(("server_kind", "kind"), [("synod", "sync"), ("etcd", "async")])
+SWAPPED = pytest.mark.parametrize(("server_kind", "kind"), [("synod", "async"), ("etcd", "sync")])
+
+
 @pytest.fixture(params=KINDS)
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -195,7 +200,12 @@ def test_leases(any_server: ServerProcess, kind: str) -> None:
     run(body())
 
 
-def test_keep_alive_outlives_the_ttl_and_reports_a_revoke(any_server: ServerProcess, kind: str) -> None:
+@SWAPPED
+def test_keep_alive_outlives_the_ttl_and_reports_a_revoke(
+    start_server: Callable[..., ServerProcess], server_kind: str, kind: str
+) -> None:
+    any_server = start_server(server_kind)
+
     async def body() -> None:
         async with open_client(kind, any_server.endpoint) as c:
             ttl = 2  # etcd's minimum with its default election timeout
@@ -220,7 +230,12 @@ def test_keep_alive_outlives_the_ttl_and_reports_a_revoke(any_server: ServerProc
     run(body())
 
 
-def test_keep_alive_close_stops_renewing(any_server: ServerProcess, kind: str) -> None:
+@CROSSED
+def test_keep_alive_close_stops_renewing(
+    start_server: Callable[..., ServerProcess], server_kind: str, kind: str
+) -> None:
+    any_server = start_server(server_kind)
+
     async def body() -> None:
         async with open_client(kind, any_server.endpoint) as c:
             lid = (await c.lease_grant(2)).ID
