@@ -1,0 +1,37 @@
+"""Distributed coordination over etcd's API: clientv3/concurrency and contrib/recipes, in Python.
+
+Each piece comes twice, as in ``synod.client``: an asyncio one over an
+``AsyncClient`` (``AsyncSession``, ``AsyncMutex``, ...) and a blocking one over a
+``Client`` (``Session``, ``Mutex``, ...), which runs the asyncio one on the
+client's event loop and may be used from any number of threads.
+
+- ``session``: a lease kept alive; the liveness of everything below.
+- ``mutex``: a fair distributed lock.
+- ``election``: leader election, with observation of every leadership change.
+- ``stm``: software transactional memory over etcd's transactions, at etcd's isolation levels.
+- ``recipes``: barriers, double barriers, queues and priority queues.
+"""
+
+from synod.client.concurrency.errors import (
+    ConcurrencyError,
+    ElectionNoLeaderError,
+    ElectionNotLeaderError,
+    KeyExistsError,
+    SessionExpiredError,
+    TooManyClientsError,
+)
+from synod.client.concurrency.mutex import AsyncMutex, Mutex
+from synod.client.concurrency.session import AsyncSession, Session
+
+__all__ = [
+    "AsyncMutex",
+    "AsyncSession",
+    "ConcurrencyError",
+    "ElectionNoLeaderError",
+    "ElectionNotLeaderError",
+    "KeyExistsError",
+    "Mutex",
+    "Session",
+    "SessionExpiredError",
+    "TooManyClientsError",
+]

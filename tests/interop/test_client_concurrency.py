@@ -1,0 +1,254 @@
+"""synod.client.concurrency (sessions, mutexes, elections, STM, recipes): against synod and a real etcd 3.4.
+
+The blocking API is driven from threads and from processes; the asyncio one in
+coroutines. Shared counters are incremented non-atomically (read, pause, write)
+under the lock, so two holders at once would lose an increment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from synod.client import AsyncClient, Client
+from synod.client import txn as t
+from synod.client.concurrency import (
+    AsyncMutex,
+    AsyncSession,
+    Mutex,
+    Session,
+    SessionExpiredError,
+)
+from synod.client.errors import LeaseNotFoundError
+from tests.support.servers import ServerProcess, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+DEADLINE = 20.0
+
+
+def run_threads(targets: list[Callable[[], None]]) -> list[BaseException]:
+    """Start a thread per target; the caller joins them with ``join_all``; errors are collected."""
+    errors: list[BaseException] = []
+
+    def wrap(target: Callable[[], None]) -> Callable[[], None]:
+        def body() -> None:
+            try:
+                target()
+            except BaseException as e:
+                errors.append(e)
+
+        return body
+
+    threads = [threading.Thread(target=wrap(target), daemon=True) for target in targets]
+    for thread in threads:
+        thread.start()
+    run_threads.threads = threads  # type: ignore[attr-defined]
+    return errors
+
+
+def join_all(timeout: float = DEADLINE) -> None:
+    deadline = time.monotonic() + timeout
+    for thread in run_threads.threads:  # type: ignore[attr-defined]
+        thread.join(max(0.0, deadline - time.monotonic()))
+        assert not thread.is_alive(), "a thread did not finish"
+
+
+def bump(counter: Path) -> None:
+    """The non-atomic increment: two at once lose one."""
+    value = int(counter.read_text())
+    time.sleep(0.01)
+    counter.write_text(str(value + 1))
+
+
+def keys_under(client: Client, prefix: str) -> int:
+    return int(client.get_prefix(prefix, count_only=True).count)
+
+
+# -- sessions ---------------------------------------------------------------------------------------------
+
+
+def test_session_lease_close_orphan_resume(any_server: ServerProcess) -> None:
+    with Client([any_server.endpoint]) as client:
+        session = Session(client, ttl=5)
+        assert session.alive and session.ttl == 5
+        assert client.lease_time_to_live(session.lease_id).TTL > 0
+        client.put("s/k", "v", lease=session.lease_id)
+        # Orphaned: no longer renewed, but not revoked; another session resumes it.
+        session.orphan()
+        assert session.done.is_set() and not session.lost.is_set()
+        assert keys_under(client, "s/") == 1
+        resumed = Session(client, lease_id=session.lease_id)
+        assert resumed.lease_id == session.lease_id and resumed.ttl == 5 and resumed.alive
+        # Closed: revoked, its keys gone.
+        resumed.close()
+        assert keys_under(client, "s/") == 0
+        with pytest.raises(LeaseNotFoundError):
+            Session(client, lease_id=session.lease_id)
+
+
+def test_session_lost_when_revoked(any_server: ServerProcess) -> None:
+    with Client([any_server.endpoint]) as client:
+        seen: list[Exception] = []
+        session = Session(client, ttl=2, on_lost=seen.append)
+        client.lease_revoke(session.lease_id)
+        assert session.lost.wait(5) and session.done.is_set()
+        assert len(seen) == 1 and session.error is seen[0]
+        with pytest.raises(SessionExpiredError):
+            session.check()
+
+
+# -- mutex ---------------------------------------------------------------------------------------------------
+
+
+def test_mutex_threads_fifo_and_exclusive(any_server: ServerProcess, tmp_path: Path) -> None:
+    n = 8
+    counter = tmp_path / "counter"
+    counter.write_text("0")
+    acquired: list[int] = []
+    holders = [0]
+    most = [0]
+    with Client([any_server.endpoint]) as client:
+        first = Session(client, ttl=10)
+        gate = Mutex(first, "lock")
+        gate.lock()  # everybody queues behind this one
+
+        def locker() -> None:
+            with Session(client, ttl=10) as session:
+                mutex = Mutex(session, "lock")
+                with mutex:
+                    holders[0] += 1
+                    most[0] = max(most[0], holders[0])
+                    acquired.append(mutex.revision)
+                    bump(counter)
+                    holders[0] -= 1
+
+        errors = run_threads([locker] * n)
+        wait_until(lambda: keys_under(client, "lock/") == n + 1, DEADLINE, "every locker queued")
+        queued = [kv.create_revision for kv in client.get_prefix("lock/").kvs if kv.key != gate.key]
+        assert len(set(queued)) == n
+        gate.unlock()
+        join_all()
+        assert errors == []
+        assert acquired == sorted(queued)  # FIFO: in the order of their create revisions
+        assert int(counter.read_text()) == n and most[0] == 1
+        assert keys_under(client, "lock/") == 0
+        first.close()
+
+
+LOCKER_SCRIPT = """
+import pathlib, sys, time
+from synod.client import Client
+from synod.client.concurrency import Mutex, Session
+endpoint, counter, log = sys.argv[1:4]
+with Client([endpoint]) as client, Session(client, ttl=10) as session:
+    mutex = Mutex(session, "plock")
+    mutex.lock(timeout=30)
+    try:
+        path = pathlib.Path(counter)
+        value = int(path.read_text())
+        time.sleep(0.01)
+        path.write_text(str(value + 1))
+        with open(log, "a") as f:
+            f.write(f"{mutex.revision}\\n")
+    finally:
+        mutex.unlock()
+"""
+
+
+def test_mutex_processes_fifo_and_exclusive(any_server: ServerProcess, tmp_path: Path) -> None:
+    n = 4
+    counter, log = tmp_path / "counter", tmp_path / "log"
+    counter.write_text("0")
+    log.write_text("")
+    with Client([any_server.endpoint]) as client, Session(client, ttl=10) as first:
+        gate = Mutex(first, "plock")
+        gate.lock()
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", LOCKER_SCRIPT, any_server.endpoint, str(counter), str(log)], cwd=ROOT
+            )
+            for _ in range(n)
+        ]
+        try:
+            wait_until(lambda: keys_under(client, "plock/") == n + 1, 30, "every process queued")
+            kvs = client.get_prefix("plock/").kvs
+            queued = sorted(kv.create_revision for kv in kvs if kv.key != gate.key)
+            gate.unlock()
+            assert [p.wait(30) for p in procs] == [0] * n
+        finally:
+            for p in procs:
+                p.kill()
+        assert [int(line) for line in log.read_text().split()] == queued
+        assert int(counter.read_text()) == n
+
+
+def test_mutex_waiter_told_when_its_session_is_revoked(any_server: ServerProcess) -> None:
+    with Client([any_server.endpoint]) as client:
+        holder, waiter = Session(client, ttl=3), Session(client, ttl=10)
+        held = Mutex(holder, "rlock")
+        held.lock()
+        waiting = Mutex(waiter, "rlock")
+        errors = run_threads([lambda: waiting.lock(timeout=DEADLINE)])
+        wait_until(lambda: keys_under(client, "rlock/") == 2, DEADLINE, "the waiter queued")
+        client.lease_revoke(waiter.lease_id)
+        join_all()
+        assert len(errors) == 1 and isinstance(errors[0], SessionExpiredError)
+        assert keys_under(client, "rlock/") == 1
+        assert client.txn([held.is_owner()]).succeeded
+        # The holder's lease revoked: its ownership compare fails, it learns the session is lost.
+        client.lease_revoke(holder.lease_id)
+        assert not client.txn([held.is_owner()]).succeeded
+        assert holder.lost.wait(5)
+        with pytest.raises(SessionExpiredError):
+            held.lock()
+
+
+def test_mutex_waiter_told_when_its_lease_expires(any_server: ServerProcess) -> None:
+    async def body() -> None:
+        async with AsyncClient([any_server.endpoint]) as client:
+            holder = await AsyncSession(client, ttl=10)
+            held = AsyncMutex(holder, "elock")
+            await held.lock()
+            waiter = await AsyncSession(client, ttl=2)
+            waiting = AsyncMutex(waiter, "elock")
+            task = asyncio.create_task(waiting.lock(timeout=DEADLINE))
+            while (await client.get_prefix("elock/", count_only=True)).count < 2:
+                await asyncio.sleep(0.02)
+            assert waiter.keepalive is not None
+            await waiter.keepalive.close()  # renewals stop, the client does not know: the server expires it
+            with pytest.raises(SessionExpiredError):
+                await asyncio.wait_for(task, DEADLINE)
+            assert not waiter.done.is_set()  # it was the deletion of the key that told
+            await held.unlock()
+            await holder.close()
+
+    asyncio.run(body())
+
+
+def test_mutex_try_lock_timeout_and_owner_guard(any_server: ServerProcess) -> None:
+    with Client([any_server.endpoint]) as client, Session(client) as a, Session(client) as b:
+        ma, mb = Mutex(a, "tlock"), Mutex(b, "tlock")
+        assert ma.try_lock()
+        assert ma.header is not None and ma.key == b"tlock/" + f"{a.lease_id:x}".encode()
+        assert not mb.try_lock()
+        with pytest.raises(TimeoutError):
+            mb.lock(timeout=0.3)
+        assert keys_under(client, "tlock/") == 1  # the waiter that gave up left the queue
+        # Only the owner's guarded write goes through.
+        assert client.txn([ma.is_owner()], [t.put("tlock-data", "a")]).succeeded
+        assert not client.txn([mb.is_owner()], [t.put("tlock-data", "b")]).succeeded
+        ma.unlock()
+        assert not client.txn([ma.is_owner()]).succeeded
+        assert mb.try_lock()
+        # A session is one locker: locking again with it is holding already.
+        again = Mutex(b, "tlock")
+        again.lock(timeout=1)
+        assert again.revision == mb.revision
+        mb.unlock()
