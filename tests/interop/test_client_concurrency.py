@@ -20,8 +20,12 @@ import pytest
 from synod.client import AsyncClient, Client
 from synod.client import txn as t
 from synod.client.concurrency import (
+    AsyncElection,
     AsyncMutex,
     AsyncSession,
+    Election,
+    ElectionNoLeaderError,
+    ElectionNotLeaderError,
     Mutex,
     Session,
     SessionExpiredError,
@@ -252,3 +256,123 @@ def test_mutex_try_lock_timeout_and_owner_guard(any_server: ServerProcess) -> No
         again.lock(timeout=1)
         assert again.revision == mb.revision
         mb.unlock()
+
+
+# -- election ------------------------------------------------------------------------------------------------
+
+
+def test_election_one_leader_at_a_time_and_observe_sees_every_change(
+    any_server: ServerProcess, tmp_path: Path
+) -> None:
+    n = 5
+    counter = tmp_path / "counter"
+    counter.write_text("0")
+    led: list[tuple[int, bytes]] = []
+    holders, most = [0], [0]
+    with Client([any_server.endpoint]) as client, Session(client) as first, Session(client) as looker:
+        watcher = Election(looker, "elect")
+        with pytest.raises(ElectionNoLeaderError):
+            watcher.leader()
+        observer = watcher.observe()
+        gate = Election(first, "elect")
+        gate.campaign("gate")
+        assert observer.get(DEADLINE).value == b"gate"
+        gate.proclaim("gate2")
+        assert observer.get(DEADLINE).value == b"gate2"
+        assert watcher.leader().value == b"gate2"
+
+        def campaigner(name: bytes) -> Callable[[], None]:
+            def body() -> None:
+                with Session(client, ttl=10) as session:
+                    election = Election(session, "elect")
+                    election.campaign(name, timeout=DEADLINE)
+                    holders[0] += 1
+                    most[0] = max(most[0], holders[0])
+                    led.append((election.revision, name))
+                    assert election.leader().value == name
+                    bump(counter)
+                    holders[0] -= 1
+                    election.resign()
+
+            return body
+
+        errors = run_threads([campaigner(f"c{i}".encode()) for i in range(n)])
+        wait_until(lambda: keys_under(client, "elect/") == n + 1, DEADLINE, "every campaigner queued")
+        queued = sorted(kv.create_revision for kv in client.get_prefix("elect/").kvs if kv.key != gate.key)
+        gate.resign()
+        join_all()
+        assert errors == []
+        assert [revision for revision, _ in led] == queued  # leadership handed on in queue order
+        assert int(counter.read_text()) == n and most[0] == 1
+        observed = [observer.get(DEADLINE).value for _ in range(n)]
+        assert observed == [name for _, name in led]
+        with pytest.raises(ElectionNoLeaderError):
+            watcher.leader()
+        observer.close()
+        with pytest.raises(StopIteration):
+            next(observer)
+
+
+def test_election_timeout_resign_hands_on_not_leader(any_server: ServerProcess) -> None:
+    with Client([any_server.endpoint]) as client, Session(client) as sa, Session(client, ttl=3) as sb:
+        a, b = Election(sa, "e2"), Election(sb, "e2")
+        a.campaign("a")
+        with pytest.raises(TimeoutError):
+            b.campaign("b", timeout=0.3)
+        assert keys_under(client, "e2/") == 1  # the campaigner that gave up left the queue
+        with pytest.raises(ElectionNotLeaderError):
+            b.proclaim("b?")
+        errors = run_threads([lambda: b.campaign("b", timeout=DEADLINE)])
+        wait_until(lambda: keys_under(client, "e2/") == 2, DEADLINE, "b queued")
+        assert a.leader().value == b"a"
+        assert client.txn(a.is_leader()).succeeded and not client.txn(b.is_leader()).succeeded
+        a.resign()
+        join_all()
+        assert errors == []
+        assert a.leader().value == b"b" and client.txn(b.is_leader()).succeeded
+        with pytest.raises(ElectionNotLeaderError):
+            a.proclaim("a again")
+        # The leader's session revoked: no leader, and it can proclaim no more.
+        client.lease_revoke(sb.lease_id)
+        with pytest.raises(ElectionNoLeaderError):
+            a.leader()
+        with pytest.raises(ElectionNotLeaderError):
+            b.proclaim("b again")
+
+
+def test_election_observe_misses_no_brief_leader(any_server: ServerProcess) -> None:
+    """Leaders that resign at once, faster than the observer reads: each is still seen, in order."""
+
+    async def body() -> None:
+        async with AsyncClient([any_server.endpoint]) as client, AsyncSession(client) as looker:
+            seen: list[bytes] = []
+
+            async def observe() -> None:
+                async for kv in AsyncElection(looker, "e3").observe():
+                    seen.append(kv.value)
+                    await asyncio.sleep(0.05)  # a slow observer
+
+            task = asyncio.create_task(observe())
+            names = [f"l{i}".encode() for i in range(4)]
+            async with AsyncSession(client) as first:
+                gate = AsyncElection(first, "e3")
+                await gate.campaign("gate")
+                async with asyncio.timeout(DEADLINE):
+                    while seen != [b"gate"]:
+                        await asyncio.sleep(0.01)
+                await gate.resign()
+            for name in names:
+                async with AsyncSession(client) as session:
+                    election = AsyncElection(session, "e3")
+                    await election.campaign(name)
+                    await election.proclaim(name + b"+")
+                    await election.resign()
+            async with asyncio.timeout(DEADLINE):
+                while len(seen) < 1 + 2 * len(names):
+                    await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert seen == [b"gate", *[v for name in names for v in (name, name + b"+")]]
+
+    asyncio.run(body())

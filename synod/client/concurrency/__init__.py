@@ -12,6 +12,7 @@ client's event loop and may be used from any number of threads.
 - ``recipes``: barriers, double barriers, queues and priority queues.
 """
 
+from synod.client.concurrency.election import AsyncElection, Election, Observer
 from synod.client.concurrency.errors import (
     ConcurrencyError,
     ElectionNoLeaderError,
@@ -24,13 +25,16 @@ from synod.client.concurrency.mutex import AsyncMutex, Mutex
 from synod.client.concurrency.session import AsyncSession, Session
 
 __all__ = [
+    "AsyncElection",
     "AsyncMutex",
     "AsyncSession",
     "ConcurrencyError",
+    "Election",
     "ElectionNoLeaderError",
     "ElectionNotLeaderError",
     "KeyExistsError",
     "Mutex",
+    "Observer",
     "Session",
     "SessionExpiredError",
     "TooManyClientsError",
