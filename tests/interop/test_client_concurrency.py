@@ -8,11 +8,12 @@ under the lock, so two holders at once would lose an increment.
 from __future__ import annotations
 
 import asyncio
+import random
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -20,15 +21,19 @@ import pytest
 from synod.client import AsyncClient, Client
 from synod.client import txn as t
 from synod.client.concurrency import (
+    STM,
     AsyncElection,
     AsyncMutex,
     AsyncSession,
+    AsyncSTM,
     Election,
     ElectionNoLeaderError,
     ElectionNotLeaderError,
+    Isolation,
     Mutex,
     Session,
     SessionExpiredError,
+    run_stm,
 )
 from synod.client.errors import LeaseNotFoundError
 from tests.support.servers import ServerProcess, wait_until
@@ -376,3 +381,136 @@ def test_election_observe_misses_no_brief_leader(any_server: ServerProcess) -> N
             assert seen == [b"gate", *[v for name in names for v in (name, name + b"+")]]
 
     asyncio.run(body())
+
+
+# -- STM ---------------------------------------------------------------------------------------------------
+
+ACCOUNTS = [f"acct/{i}" for i in range(4)]
+SAFE = [Isolation.SERIALIZABLE_SNAPSHOT, Isolation.SERIALIZABLE, Isolation.REPEATABLE_READS]
+
+
+def balances(client: Client) -> list[int]:
+    return [int(kv.value) for kv in client.get_prefix("acct/").kvs]
+
+
+@pytest.mark.parametrize("isolation", SAFE, ids=lambda i: i.name)
+def test_stm_concurrent_transfers_keep_the_sum(any_server: ServerProcess, isolation: Isolation) -> None:
+    workers, transfers = 4, 8
+    attempts = [0]
+    with Client([any_server.endpoint]) as client:
+        for account in ACCOUNTS:
+            client.put(account, "100")
+
+        def transfer(source: str, target: str, amount: int) -> Callable[[STM], None]:
+            def apply(stm: STM) -> None:
+                attempts[0] += 1
+                have = int(stm.get(source))
+                time.sleep(0.002)  # widen the window for a conflicting commit
+                moved = min(have, amount)
+                stm.put(source, str(have - moved))
+                stm.put(target, str(int(stm.get(target)) + moved))
+
+            return apply
+
+        def worker(seed: int) -> Callable[[], None]:
+            rng = random.Random(seed)
+
+            def body() -> None:
+                for _ in range(transfers):
+                    source, target = rng.sample(ACCOUNTS, 2)
+                    run_stm(client, transfer(source, target, rng.randint(1, 30)), isolation=isolation)
+
+            return body
+
+        errors = run_threads([worker(i) for i in range(workers)])
+        join_all(40)
+        assert errors == []
+        final = balances(client)
+        assert sum(final) == 100 * len(ACCOUNTS) and min(final) >= 0
+        assert attempts[0] >= workers * transfers
+
+
+def test_stm_asyncio_transfers_keep_the_sum(any_server: ServerProcess) -> None:
+    async def body() -> None:
+        async with AsyncClient([any_server.endpoint]) as client:
+            for account in ACCOUNTS:
+                await client.put(account, "100")
+            attempts = [0]
+
+            def transfer(source: str, target: str) -> Callable[[AsyncSTM], Awaitable[None]]:
+                async def apply(stm: AsyncSTM) -> None:
+                    attempts[0] += 1
+                    have, dest = int(await stm.get(source)), int(await stm.get(target))
+                    await asyncio.sleep(0.002)
+                    stm.put(source, str(have - min(have, 25)))
+                    stm.put(target, str(dest + min(have, 25)))
+
+                return apply
+
+            async def worker(seed: int) -> None:
+                rng = random.Random(seed)
+                for _ in range(8):
+                    await run_stm(client, transfer(*rng.sample(ACCOUNTS, 2)))
+
+            await asyncio.gather(*(worker(i) for i in range(4)))
+            resp = await client.get_prefix("acct/")
+            assert sum(int(kv.value) for kv in resp.kvs) == 400
+            assert attempts[0] > 32  # coroutines interleave at every await: some commits conflicted
+
+    asyncio.run(body())
+
+
+# For each level: how many attempts a transaction takes when another client commits in the middle of
+# its first attempt, and what it reads.
+ISOLATION_TABLE = {
+    #                              lost update?  blind write retried  snapshot reads (per attempt)
+    Isolation.SERIALIZABLE_SNAPSHOT: (False, True, [b"old", b"new"]),
+    Isolation.SERIALIZABLE: (False, False, [b"old", b"new"]),
+    Isolation.REPEATABLE_READS: (False, False, [b"new"]),
+    Isolation.READ_COMMITTED: (True, False, [b"new"]),
+}
+
+
+@pytest.mark.parametrize("isolation", list(ISOLATION_TABLE), ids=lambda i: i.name)
+def test_stm_isolation_levels(any_server: ServerProcess, isolation: Isolation) -> None:
+    lost_update, blind_retried, snapshot_reads = ISOLATION_TABLE[isolation]
+    with Client([any_server.endpoint]) as client:
+        # A read-modify-write with a concurrent increment committed between its read and its commit.
+        client.put("n", "0")
+
+        def increment(stm: STM) -> None:
+            value = int(stm.get("n"))
+            if stm.attempts == 1:
+                client.put("n", str(int(client.get("n").kvs[0].value) + 1))
+            stm.put("n", str(value + 1))
+
+        run_stm(client, increment, isolation=isolation)
+        assert client.get("n").kvs[0].value == (b"1" if lost_update else b"2")
+
+        # A blind write (a key written, not read) that another client wrote after the first read.
+        tries = [0]
+
+        def blind(stm: STM) -> None:
+            tries[0] += 1
+            stm.get("n")
+            if stm.attempts == 1:
+                client.put("w", "theirs")
+            stm.put("w", "mine")
+
+        run_stm(client, blind, isolation=isolation)
+        assert tries[0] == (2 if blind_retried else 1)
+        assert client.get("w").kvs[0].value == b"mine"
+
+        # A key changed between two reads of the same attempt: a snapshot still sees the old value.
+        client.put("b", "old")
+        seen: list[bytes] = []
+
+        def reads(stm: STM) -> None:
+            stm.get("n")
+            if stm.attempts == 1:
+                client.put("b", "new")
+            seen.append(stm.get("b"))
+            stm.put("c", "x")
+
+        run_stm(client, reads, isolation=isolation)
+        assert seen == snapshot_reads

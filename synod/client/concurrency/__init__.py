@@ -23,19 +23,37 @@ from synod.client.concurrency.errors import (
 )
 from synod.client.concurrency.mutex import AsyncMutex, Mutex
 from synod.client.concurrency.session import AsyncSession, Session
+from synod.client.concurrency.stm import (
+    STM,
+    AsyncSTM,
+    Isolation,
+    ReadCommitted,
+    RepeatableReads,
+    Serializable,
+    SerializableSnapshot,
+    run_stm,
+)
 
 __all__ = [
+    "STM",
     "AsyncElection",
     "AsyncMutex",
+    "AsyncSTM",
     "AsyncSession",
     "ConcurrencyError",
     "Election",
     "ElectionNoLeaderError",
     "ElectionNotLeaderError",
+    "Isolation",
     "KeyExistsError",
     "Mutex",
     "Observer",
+    "ReadCommitted",
+    "RepeatableReads",
+    "Serializable",
+    "SerializableSnapshot",
     "Session",
     "SessionExpiredError",
     "TooManyClientsError",
+    "run_stm",
 ]
