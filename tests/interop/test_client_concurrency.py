@@ -24,15 +24,22 @@ from synod.client.concurrency import (
     STM,
     AsyncElection,
     AsyncMutex,
+    AsyncQueue,
     AsyncSession,
     AsyncSTM,
+    Barrier,
+    DoubleBarrier,
     Election,
     ElectionNoLeaderError,
     ElectionNotLeaderError,
     Isolation,
+    KeyExistsError,
     Mutex,
+    PriorityQueue,
+    Queue,
     Session,
     SessionExpiredError,
+    TooManyClientsError,
     run_stm,
 )
 from synod.client.errors import LeaseNotFoundError
@@ -514,3 +521,105 @@ def test_stm_isolation_levels(any_server: ServerProcess, isolation: Isolation) -
 
         run_stm(client, reads, isolation=isolation)
         assert seen == snapshot_reads
+
+
+# -- recipes ----------------------------------------------------------------------------------------------
+
+
+def test_barrier(any_server: ServerProcess) -> None:
+    with Client([any_server.endpoint]) as client:
+        barrier = Barrier(client, "barrier")
+        barrier.wait(timeout=1)  # not up: passes
+        barrier.hold()
+        with pytest.raises(KeyExistsError):
+            barrier.hold()
+        with pytest.raises(TimeoutError):
+            barrier.wait(timeout=0.3)
+        passed: list[int] = []
+
+        def waiter(i: int) -> Callable[[], None]:
+            return lambda: (barrier.wait(timeout=DEADLINE), passed.append(i))
+
+        errors = run_threads([waiter(i) for i in range(3)])
+        client.put("unrelated", "x")
+        assert passed == []
+        barrier.release()
+        join_all()
+        assert errors == [] and sorted(passed) == [0, 1, 2]
+
+
+def test_double_barrier(any_server: ServerProcess) -> None:
+    n = 3
+    log: list[str] = []
+    entered = threading.Event()
+    with Client([any_server.endpoint]) as client:
+
+        def participant() -> None:
+            with Session(client, ttl=10) as session:
+                barrier = DoubleBarrier(session, "dbar", n)
+                log.append("arrive")
+                barrier.enter(timeout=DEADLINE)
+                log.append("enter")
+                assert entered.wait(DEADLINE)
+                log.append("leaving")
+                barrier.leave(timeout=DEADLINE)
+                log.append("left")
+
+        errors = run_threads([participant] * n)
+        wait_until(lambda: log.count("enter") == n, DEADLINE, "everybody through the barrier")
+        with Session(client) as late, pytest.raises(TooManyClientsError):
+            DoubleBarrier(late, "dbar", n).enter(timeout=DEADLINE)
+        entered.set()
+        join_all()
+        assert errors == []
+        # Nobody entered before all had arrived, nobody left before all were leaving.
+        assert log[:n] == ["arrive"] * n and log[n : 2 * n] == ["enter"] * n
+        assert log[2 * n : 3 * n] == ["leaving"] * n and log[3 * n :] == ["left"] * n
+        assert keys_under(client, "dbar/") == 0
+
+
+def test_queue_fifo_and_each_item_once(any_server: ServerProcess) -> None:
+    with Client([any_server.endpoint]) as client:
+        queue = Queue(client, "queue")
+        for i in range(5):
+            queue.enqueue(f"item{i}")
+        assert [queue.dequeue(timeout=DEADLINE) for _ in range(5)] == [f"item{i}".encode() for i in range(5)]
+        with pytest.raises(TimeoutError):
+            queue.dequeue(timeout=0.3)
+        # Consumers waiting on an empty queue: each item goes to exactly one of them.
+        got: list[bytes] = []
+        errors = run_threads([lambda: got.extend(queue.dequeue(timeout=DEADLINE) for _ in range(3))] * 4)
+        for i in range(12):
+            queue.enqueue(f"job{i}")
+        join_all()
+        assert errors == []
+        assert sorted(got) == sorted(f"job{i}".encode() for i in range(12))
+        assert keys_under(client, "queue/") == 0
+
+
+def test_queue_asyncio(any_server: ServerProcess) -> None:
+    async def body() -> None:
+        async with AsyncClient([any_server.endpoint]) as client:
+            queue = AsyncQueue(client, "aqueue")
+            consumers = [asyncio.create_task(queue.dequeue(timeout=DEADLINE)) for _ in range(3)]
+            for i in range(3):
+                await queue.enqueue(f"v{i}")
+            assert sorted(await asyncio.gather(*consumers)) == [b"v0", b"v1", b"v2"]
+
+    asyncio.run(body())
+
+
+def test_priority_queue(any_server: ServerProcess) -> None:
+    with Client([any_server.endpoint]) as client:
+        queue = PriorityQueue(client, "pq")
+        items = [("low-a", 9), ("high-a", 1), ("mid", 5), ("high-b", 1), ("low-b", 9), ("top", 0)]
+        for value, priority in items:
+            queue.enqueue(value, priority)
+        expected = [b"top", b"high-a", b"high-b", b"mid", b"low-a", b"low-b"]
+        assert [queue.dequeue(timeout=DEADLINE) for _ in items] == expected
+        with pytest.raises(ValueError):
+            queue.enqueue("x", 70000)
+        waiter = run_threads([lambda: client.put("pq-got", queue.dequeue(timeout=DEADLINE))])
+        queue.enqueue("late", 3)
+        join_all()
+        assert waiter == [] and client.get("pq-got").kvs[0].value == b"late"

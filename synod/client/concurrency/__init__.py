@@ -22,6 +22,16 @@ from synod.client.concurrency.errors import (
     TooManyClientsError,
 )
 from synod.client.concurrency.mutex import AsyncMutex, Mutex
+from synod.client.concurrency.recipes import (
+    AsyncBarrier,
+    AsyncDoubleBarrier,
+    AsyncPriorityQueue,
+    AsyncQueue,
+    Barrier,
+    DoubleBarrier,
+    PriorityQueue,
+    Queue,
+)
 from synod.client.concurrency.session import AsyncSession, Session
 from synod.client.concurrency.stm import (
     STM,
@@ -36,11 +46,17 @@ from synod.client.concurrency.stm import (
 
 __all__ = [
     "STM",
+    "AsyncBarrier",
+    "AsyncDoubleBarrier",
     "AsyncElection",
     "AsyncMutex",
+    "AsyncPriorityQueue",
+    "AsyncQueue",
     "AsyncSTM",
     "AsyncSession",
+    "Barrier",
     "ConcurrencyError",
+    "DoubleBarrier",
     "Election",
     "ElectionNoLeaderError",
     "ElectionNotLeaderError",
@@ -48,6 +64,8 @@ __all__ = [
     "KeyExistsError",
     "Mutex",
     "Observer",
+    "PriorityQueue",
+    "Queue",
     "ReadCommitted",
     "RepeatableReads",
     "Serializable",
