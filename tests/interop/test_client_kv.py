@@ -6,10 +6,13 @@ gives both clients one coroutine-shaped face).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from synod.api.etcdserverpb import rpc_pb2 as pb
-from synod.client import errors
+from synod.client import Client, errors
 from synod.client import txn as t
 from tests.support.clients import KINDS, Api, open_client, run
 from tests.support.servers import ServerProcess
@@ -32,7 +35,10 @@ async def seed(c: Api) -> dict[bytes, int]:
     return revs
 
 
-def test_put_get_delete(any_server: ServerProcess, kind: str) -> None:
+@pytest.mark.parametrize(("server_kind", "kind"), [("synod", "sync"), ("etcd", "async")])
+def test_put_get_delete(start_server: Callable[..., ServerProcess], server_kind: str, kind: str) -> None:
+    any_server = start_server(server_kind)
+
     async def body() -> None:
         async with open_client(kind, any_server.endpoint) as c:
             first = await c.put("k", "v1")
@@ -88,6 +94,16 @@ def test_ranges(any_server: ServerProcess, kind: str) -> None:
             assert keys(by_mod) == [b"b/1", b"b/2", b"b/3", b"c", b"a"]  # "a" was written last
             limited = await c.get("", prefix=True, limit=2)
             assert (keys(limited), limited.more, limited.count) == ([b"a", b"b/1"], True, 5)
+            last_two = await c.get("", prefix=True, limit=2, sort_order=pb.RangeRequest.DESCEND)
+            assert (keys(last_two), last_two.more) == ([b"c", b"b/3"], True)  # sorted, then limited
+            # A target other than the key with no order: ascending (etcd's default then).
+            by_version = await c.get("", prefix=True, sort_target=pb.RangeRequest.VALUE)
+            assert [kv.value for kv in by_version.kvs] == [b"0", b"2", b"x", b"yy", b"z"]
+            # The revision filters.
+            newer = await c.get("", prefix=True, min_mod_revision=revs[b"b/3"])
+            assert keys(newer) == [b"a", b"b/3", b"c"]
+            older = await c.get("", prefix=True, max_create_revision=revs[b"b/1"])
+            assert keys(older) == [b"a", b"b/1"]
             counted = await c.get("b/", prefix=True, count_only=True)
             assert (counted.count, list(counted.kvs)) == (3, [])
             only_keys = await c.get("b/", prefix=True, keys_only=True)
@@ -180,7 +196,10 @@ def test_txn(any_server: ServerProcess, kind: str) -> None:
     run(body())
 
 
-def test_compact_and_errors(any_server: ServerProcess, kind: str) -> None:
+@pytest.mark.parametrize(("server_kind", "kind"), [("synod", "async"), ("etcd", "sync")])
+def test_compact_and_errors(start_server: Callable[..., ServerProcess], server_kind: str, kind: str) -> None:
+    any_server = start_server(server_kind)
+
     async def body() -> None:
         async with open_client(kind, any_server.endpoint) as c:
             first = (await c.put("k", "1")).header.revision
@@ -234,3 +253,20 @@ def test_errors_keep_status_and_message(any_server: ServerProcess) -> None:
             assert isinstance(e.value, errors.EtcdError)
 
     run(body())
+
+
+def test_one_client_shared_by_threads(any_server: ServerProcess) -> None:
+    """A blocking Client is shared by threads: every call answers its own caller."""
+    with Client(any_server.endpoint) as client:
+
+        def work(n: int) -> list[bytes]:
+            got = []
+            for i in range(10):
+                client.put(f"t/{n}/{i}", f"{n}:{i}")
+                got.append(client.get(f"t/{n}/{i}").kvs[0].value)
+            return got
+
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(work, range(8)))
+        assert results == [[f"{n}:{i}".encode() for i in range(10)] for n in range(8)]
+        assert client.get("t/", prefix=True, count_only=True).count == 80
