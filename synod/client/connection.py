@@ -146,6 +146,11 @@ class Connection:
             self._pinned = (failed + 1) % len(self.endpoints)
 
     @property
+    def authenticates(self) -> bool:
+        """Whether calls carry a token (a user and password were given)."""
+        return self._user is not None
+
+    @property
     def pinned(self) -> int:
         return self._pinned
 

@@ -19,6 +19,7 @@ progress notifications (no events; ``header.revision`` is the promise). The
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -30,10 +31,11 @@ from synod.client.errors import (
     ClientClosedError,
     CompactedError,
     EtcdError,
+    InvalidAuthTokenError,
     WatchCanceledError,
     from_rpc_error,
 )
-from synod.rpctypes import COMPACTED
+from synod.rpctypes import COMPACTED, INVALID_AUTH_TOKEN
 
 _WATCH = "/etcdserverpb.Watch/Watch"
 
@@ -48,6 +50,7 @@ class Watch:
         self.watch_id = -1
         self._call: Any = None
         self._first: Any = None  # a response created() read and the iteration has yet to see
+        self._opened_with: tuple[tuple[str, str], ...] | None = None  # the current stream's token
         self._canceled = False
         self._attempt = 0
 
@@ -69,17 +72,39 @@ class Watch:
         stream breaks before iteration starts. Without it, the stream opens on the first
         iteration. (A failure here is left to the iteration, which retries or raises it.)
         """
-        if self._call is not None or self._canceled or self._conn.closed:
-            return
-        try:
-            call = await self._open(self._conn.pinned)
-            self._first = await call.read()
-        except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+        for _ in range(2):  # a second time after a token refused
+            if self._call is not None or self._canceled or self._conn.closed:
+                return
+            try:
+                call = await self._open(self._conn.pinned)
+                self._first = await call.read()
+            except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                await self._close_call()
+                return
+            if self._first is EOF or not self._first.created:
+                return
+            if not self._first.canceled:
+                self._take_created(self._first)
+                self._first = None
+                return
+            if not await self._refresh_token(self._first.cancel_reason):
+                return  # the iteration raises it
             await self._close_call()
-            return
-        if self._first is not EOF and self._first.created and not self._first.canceled:
-            self._take_created(self._first)
-            self._first = None
+
+    async def _refresh_token(self, reason: str) -> bool:
+        """Whether the stream was refused for its token and a new one is in hand to retry with.
+
+        etcd 3.4 cancels a watch created with an expired or unknown token (reason:
+        "... invalid auth token"), where a unary call gets the error itself; clientv3
+        authenticates again for both.
+        """
+        if not self._conn.authenticates or INVALID_AUTH_TOKEN.message not in reason:
+            return False
+        timeout = self._conn.options.timeout
+        await self._conn.authenticate(
+            None if timeout is None else time.monotonic() + timeout, stale=self._opened_with
+        )
+        return True
 
     def _take_created(self, resp: pb.WatchResponse) -> None:
         self.watch_id = resp.watch_id
@@ -96,6 +121,7 @@ class Watch:
         return await self._call.read()
 
     async def _responses(self) -> AsyncIterator[pb.WatchResponse]:
+        refreshed = False  # a new token was fetched for this stream: refused again, it is an error
         while not self._canceled:
             index = self._conn.pinned
             try:
@@ -103,13 +129,16 @@ class Watch:
                     await self._open(index)
                 while (resp := await self._read()) is not EOF:
                     self._attempt = 0
-                    if resp.created:
+                    if resp.created and not resp.canceled:
                         self._take_created(resp)
-                        if not resp.canceled:
-                            continue
+                        refreshed = False
+                        continue
                     if resp.canceled:
                         if self._canceled:  # the answer to our own cancel request
                             return
+                        if not refreshed and await self._refresh_token(resp.cancel_reason):
+                            refreshed = True
+                            break  # reopen with the new token, at next_revision
                         raise _canceled(resp)
                     if resp.events:
                         self.next_revision = resp.events[-1].kv.mod_revision + 1
@@ -122,6 +151,11 @@ class Watch:
                     break
                 if isinstance(e, grpc.aio.AioRpcError):
                     error = from_rpc_error(e)
+                    if isinstance(error, InvalidAuthTokenError) and not refreshed:
+                        refreshed = await self._refresh_token(error.message)
+                        if refreshed:
+                            await self._close_call()
+                            continue
                     if error.code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL):
                         raise error from None
                 self._conn.failover(index)
@@ -148,10 +182,11 @@ class Watch:
         create.CopyFrom(self._request)
         create.start_revision = self.next_revision
         channel: Any = self._conn.channel(index)
+        self._opened_with = self._conn.stream_metadata()
         self._call = channel.stream_stream(
             _WATCH, request_serializer=pb.WatchRequest.SerializeToString,
             response_deserializer=pb.WatchResponse.FromString,
-        )(metadata=self._conn.stream_metadata())  # fmt: skip
+        )(metadata=self._opened_with)  # fmt: skip
         await self._call.write(pb.WatchRequest(create_request=create))
         return self._call
 

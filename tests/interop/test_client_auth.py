@@ -80,3 +80,27 @@ def test_an_expired_token_is_replaced(start_server: Callable[..., ServerProcess]
             assert (await c.get("k")).kvs[0].value == b"v2"
 
     run(body())
+
+
+@pytest.mark.parametrize("kind", ["sync"])
+def test_a_watch_refused_for_an_expired_token_authenticates_again(
+    start_server: Callable[..., ServerProcess], kind: str
+) -> None:
+    """etcd cancels a watch created with an expired token ("... invalid auth token"), where a
+    unary call gets the error: the watch, too, gets a new token and is created."""
+    etcd = start_server("etcd", "--auth-token-ttl", "1")
+    enable_auth(etcd)
+
+    async def body() -> None:
+        async with open_client(kind, etcd.endpoint, user="root", password="secret") as c:
+            rev = (await c.put("k", "v1")).header.revision
+            first = c.aio.conn.metadata
+            used = time.monotonic()
+            await wait_for(lambda: time.monotonic() - used > 2.5, 5, "the token's TTL to pass")
+            w = await c.watch("k", start_revision=rev)
+            assert c.aio.conn.metadata != first
+            await c.put("k", "v2")
+            assert [e.kv.value for e in await w.events(2)] == [b"v1", b"v2"]
+            await w.cancel()
+
+    run(body())

@@ -220,20 +220,20 @@ def test_keep_alive_survives_the_kill_of_its_member(tmp_path: Path, server_kind:
     async def body() -> None:
         endpoints = await leader_first(members)
         async with open_client("sync", endpoints) as c:
-            ttl = 3
+            # Long enough for an election and a reconnection: the manager counts a lease lost
+            # when no renewal is answered within its TTL of being sent.
+            ttl = 5
             lid = (await c.lease_grant(ttl)).ID
             ka = await c.keep_alive(lid, ttl)
             await wait_for(lambda: ka.renewals >= 1, 5, "a first renewal")
             assert c.aio.conn.pinned == 0
             members.members[members.endpoints.index(endpoints[0])].kill()  # the leader, holding the lease
-            killed = time.monotonic()
             before = ka.renewals
-            await wait_for(lambda: ka.renewals > before, 15, "a renewal through another member")
-            await wait_for(lambda: time.monotonic() - killed > ttl + 0.5, 10, "the TTL to pass")
-            assert not ka.is_lost()
+            await wait_for(lambda: ka.renewals > before or ka.is_lost(), 15, "a renewal through another")
+            assert not ka.is_lost() and ka.ttl == ttl  # answered by a live member: the lease is there
             assert c.aio.conn.pinned != 0
             left = await c.lease_time_to_live(lid)
-            assert left.TTL > 0
+            assert ttl - 2 <= left.TTL
             # Lost when it is revoked, whichever member answers.
             await c.lease_revoke(lid)
             assert isinstance(await ka.wait_lost(5), errors.LeaseExpiredError)
