@@ -623,3 +623,19 @@ def test_priority_queue(any_server: ServerProcess) -> None:
         queue.enqueue("late", 3)
         join_all()
         assert waiter == [] and client.get("pq-got").kvs[0].value == b"late"
+
+
+def test_resumed_session_keeps_its_lock(any_server: ServerProcess) -> None:
+    """etcd 3.2's session resuming: a new session on the lease of an orphaned one holds its lock."""
+    with Client([any_server.endpoint]) as client, Client([any_server.endpoint]) as other:
+        first = Session(client, ttl=10)
+        mutex = Mutex(first, "resume")
+        mutex.lock()
+        revision = mutex.revision
+        first.orphan()  # e.g. the process restarts, remembering the lease ID
+        with Session(other, lease_id=first.lease_id) as resumed, Session(other) as rival:
+            again = Mutex(resumed, "resume")
+            again.lock(timeout=1)
+            assert (again.key, again.revision) == (mutex.key, revision)
+            assert not Mutex(rival, "resume").try_lock()
+        assert keys_under(other, "resume/") == 0  # closing the resumed session revoked the lease

@@ -10,8 +10,8 @@ leader is the key under the prefix with the smallest create revision.
 changes hands and when the leader proclaims a new value. Unlike clientv3's, it
 misses no leader, however briefly one leads: after a leader's key is deleted at
 revision R it reads who led at R (a read at that revision, not a read of now),
-then follows that key from R + 1. (If R has been compacted meanwhile, it reads
-the current leader instead.)
+then follows that key from R + 1. (If that history has been compacted
+meanwhile, it goes on from the current leader, which it may yield a second time.)
 
     election = AsyncElection(session, "/election/service")
     await election.campaign("10.0.0.1:8080")    # returns once leading
@@ -167,15 +167,19 @@ class AsyncElection:
                 at = kv.mod_revision
             yield kv
             deleted = 0
-            async with client.watch(kv.key, start_revision=at + 1) as watch:
-                async for wresp in watch:
-                    for event in wresp.events:
-                        if event.type == mvccpb.Event.DELETE:
-                            deleted = event.kv.mod_revision
+            try:
+                async with client.watch(kv.key, start_revision=at + 1) as watch:
+                    async for wresp in watch:
+                        for event in wresp.events:
+                            if event.type == mvccpb.Event.DELETE:
+                                deleted = event.kv.mod_revision
+                                break
+                            yield event.kv  # a proclamation
+                        if deleted:
                             break
-                        yield event.kv  # a proclamation
-                    if deleted:
-                        break
+            except CompactedError:  # the history since that read is gone: go on from the present
+                revision = 0
+                continue
             if not deleted:
                 raise ConcurrencyError("election: lost watcher while observing")
             revision = deleted
