@@ -18,6 +18,15 @@ namespace, so a view never reaches a key outside it. A view costs nothing beyond
 that rewriting: it shares its client's connection, and the calls without keys
 (leases, cluster, maintenance, auth) are the client's own.
 
+Where this differs from Go's ``namespace``: an empty key with ``prefix`` (or
+``from_key``) is the whole namespace (Go refuses any empty key); any other empty key
+of a request, in a txn operation too, is refused with ``EmptyKeyError`` as the server
+refuses it (Go sends the key equal to the prefix); the end of a prefix ending in 0xff is
+``keys.prefix_end``'s ("a\xff" ends at "b", where Go's carry gives "b\x00", which
+takes in the key "b"). The key equal to the prefix itself (the namespace's empty
+key, which no view can write) is outside the ranges of the view's requests (a
+compare or a watch given an empty key would name it, as in Go).
+
 A view does not own its client: closing the view (or leaving its ``with``) does
 nothing; close the client. Lease IDs are global, as in etcd: a lease granted
 through one namespace can be revoked through another.
@@ -81,12 +90,12 @@ class Namespace:
     ) -> tuple[bytes, bytes]:
         """The client's range options (``keys.key_range``'s), in the namespace.
 
-        An empty key alone is refused (``EmptyKeyError``), as etcd refuses it: it would
-        otherwise name the key equal to the prefix. With ``prefix`` or ``from_key`` it
-        means the whole namespace.
+        An empty key, alone or with a ``range_end``, is refused (``EmptyKeyError``), as
+        etcd refuses it: it would otherwise name the key equal to the prefix. With
+        ``prefix`` or ``from_key`` it means the whole namespace.
         """
         k, end = key_range(key, range_end, prefix, from_key)
-        if not k and not end:
+        if not k:
             raise _empty_key()
         return self.interval(k, end)
 
@@ -123,7 +132,7 @@ class Namespace:
     def _range_into(
         self, out: pb.RangeRequest | pb.DeleteRangeRequest, r: pb.RangeRequest | pb.DeleteRangeRequest
     ) -> None:
-        if not r.key and not r.range_end:
+        if not r.key:
             raise _empty_key()
         out.CopyFrom(r)  # type: ignore[arg-type]
         out.key, out.range_end = self.interval(r.key, r.range_end)

@@ -86,7 +86,11 @@ def test_an_empty_key_alone_is_refused_as_etcd_refuses_it() -> None:
     with pytest.raises(EmptyKeyError):
         ns.op(t.put("", "v"))
     with pytest.raises(EmptyKeyError):
+        ns.range("", range_end="z")  # etcd refuses it; prefixed, it would take in the key "app/"
+    with pytest.raises(EmptyKeyError):
         ns.op(t.get(""))
+    with pytest.raises(EmptyKeyError):
+        ns.op(t.get("", range_end="z"))
     with pytest.raises(EmptyKeyError):
         ns.op(t.delete(""))
     with pytest.raises(EmptyKeyError):
