@@ -22,7 +22,7 @@ Where this differs from Go's ``namespace``: an empty key with ``prefix`` (or
 ``from_key``) is the whole namespace (Go refuses any empty key); any other empty key
 of a request, in a txn operation too, is refused with ``EmptyKeyError`` as the server
 refuses it (Go sends the key equal to the prefix); the end of a prefix ending in 0xff is
-``keys.prefix_end``'s ("a\xff" ends at "b", where Go's carry gives "b\x00", which
+``keys.prefix_end``'s ("a\\xff" ends at "b", where Go's carry gives "b\\x00", which
 takes in the key "b"). The key equal to the prefix itself (the namespace's empty
 key, which no view can write) is outside the ranges of the view's requests (a
 compare or a watch given an empty key would name it, as in Go).
