@@ -3,7 +3,9 @@
 See docs/client.md. The pieces: ``aio`` (the asyncio client), ``sync`` (the
 blocking one, over the asyncio one), ``connection`` (endpoints, retries, auth),
 ``watch`` (resuming watches), ``lease`` (keep-alives), ``txn`` (a builder for
-transactions), ``errors`` (exceptions named after etcd's errors).
+transactions), ``errors`` (exceptions named after etcd's errors), ``namespace``
+(views under a key prefix) and ``concurrency`` (sessions, mutexes, elections, STM,
+barriers and queues).
 """
 
 from synod.client import errors, txn

@@ -17,8 +17,10 @@ A command line that changes the leader starts, for each tool, from the same
 state: m1 leading. The membership script (``member add --learner``, the new
 member joining with ``--initial-cluster-state existing``, ``promote``,
 ``update``, ``remove``, then unstarted members and the formats etcdctl refuses
-only after the change) runs once per tool on etcd and once on synod, with the
-same ports.
+only after the change) runs once per tool on etcd and once on synod, each run
+with peer URLs of its own: etcd derives a new member's ID from its peer URLs and
+the second it is added, and refuses an ID it removed before ("member not
+found"), so two runs on one cluster within a second must not share URLs.
 """
 
 from __future__ import annotations
@@ -475,7 +477,7 @@ def check_table_layout(outcome: Outcome) -> None:
 
 @dataclass(frozen=True)
 class Ports:
-    """The joining member's ports and peer ports nobody listens on, the same in every run."""
+    """The joining member's ports and peer ports nobody listens on (5 digits: the ephemeral range)."""
 
     peer: int = field(default_factory=free_port)
     client: int = field(default_factory=free_port)
@@ -702,7 +704,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
             result.errors["etcd steps"] = e
         try:
             result.script_etcdctl = membership_script(etcd, run_etcdctl, ports, root)
-            result.script_synodctl = membership_script(etcd, run_synodctl, ports, root)
+            result.script_synodctl = membership_script(etcd, run_synodctl, Ports(), root)
         except Exception as e:
             result.errors["etcd script"] = e
     finally:
