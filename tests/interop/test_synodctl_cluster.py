@@ -640,6 +640,11 @@ def _script_normalise(outcome: Outcome, sort: str, added: list[int], names: Mapp
             text = f"member {{{message.member}}} " + text
         stdout = _name_ids(f"{message.header}|{text}".encode(), added, names)
         return Outcome(outcome.code, stdout, _name_ids(outcome.stderr, added, names))
+    if sort == "unordered":  # named first: the order must not follow the run's own ports
+        stdout, outcome = (
+            _name_ids(stdout, added, names),
+            replace(outcome, stderr=_name_ids(outcome.stderr, added, names)),
+        )
     o = normalise(Outcome(outcome.code, stdout, outcome.stderr), unordered=sort == "unordered")
     stdout, stderr = _name_ids(o.stdout, added, names, sort == "json"), _name_ids(o.stderr, added, names)
     stdout = re.sub(  # the initial cluster follows the members' order, which follows their IDs
