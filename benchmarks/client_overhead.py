@@ -12,8 +12,8 @@ For puts: ``--workers`` concurrent callers put ``--total`` 256-byte values; the
 process's CPU time per put and the puts/s are reported. For watch events: a
 watcher receives ``--events`` events written by a separate process (etcd's
 etcdctl-free writer below, a bare grpc client in a subprocess), and its CPU
-time per event is reported. ``--profile`` writes a pyinstrument profile of the
-AsyncClient put run (``--profile-out``).
+time per event is reported. ``--profile`` writes pyinstrument profiles of the
+AsyncClient runs (``--profile-out``: ``<out>-put.txt`` and ``<out>-watch.txt``).
 
     .venv/bin/python benchmarks/client_overhead.py [--total 20000] [--workers 100]
 """
@@ -87,14 +87,7 @@ def bench_async_client(endpoint: str, total: int, workers: int, profile: Path | 
             await _puts_async(put, total, workers)
             return time.process_time() - c0, time.perf_counter() - t0
 
-    if profile is not None:
-        from pyinstrument import Profiler
-
-        with Profiler(async_mode="enabled") as p:
-            cpu, wall = _run(run())
-        profile.write_text(p.output_text(unicode=True, color=False, show_all=False))
-    else:
-        cpu, wall = _run(run())
+    cpu, wall = _profiled(run, profile)
     return _report("AsyncClient", "put", total, cpu, wall)
 
 
@@ -130,7 +123,7 @@ for f in futures: f.result()
 """
 
 
-def bench_watch(endpoint: str, events: int, which: str) -> dict[str, object]:
+def bench_watch(endpoint: str, events: int, which: str, profile: Path | None = None) -> dict[str, object]:
     """CPU per event received by one watcher of the prefix ``w/``."""
 
     async def run() -> tuple[float, float]:
@@ -163,13 +156,24 @@ def bench_watch(endpoint: str, events: int, which: str) -> dict[str, object]:
         writer.wait()
         return cpu, wall
 
-    cpu, wall = _run(run())
+    cpu, wall = _profiled(run, profile)
     return _report(which, "event", events, cpu, wall)
 
 
 def _start_writer(endpoint: str, events: int) -> subprocess.Popen[bytes]:
     root = str(Path(__file__).resolve().parent.parent)
     return subprocess.Popen([sys.executable, "-c", _WRITER, endpoint, str(events)], cwd=root)
+
+
+def _profiled(run, profile: Path | None) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    if profile is None:
+        return _run(run())  # type: ignore[no-any-return]
+    from pyinstrument import Profiler
+
+    with Profiler(async_mode="enabled") as p:
+        result = _run(run())
+    profile.write_text(p.output_text(unicode=True, color=False, show_all=False))
+    return result  # type: ignore[no-any-return]
 
 
 def _run(coro):  # type: ignore[no-untyped-def]
@@ -184,17 +188,18 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=100)
     ap.add_argument("--events", type=int, default=20000)
     ap.add_argument("--profile", action="store_true")
-    ap.add_argument("--profile-out", type=Path, default=Path("client-put-profile.txt"))
+    ap.add_argument("--profile-out", type=Path, default=Path("client-profile"))
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         etcd = ServerProcess("etcd", Path(tmp) / "etcd").start()
         try:
             ep = etcd.endpoint
             bench_grpc_aio(ep, args.total, args.workers)
-            bench_async_client(ep, args.total, args.workers, args.profile_out if args.profile else None)
+            out = args.profile_out if args.profile else None
+            bench_async_client(ep, args.total, args.workers, out and out.with_name(out.name + "-put.txt"))
             bench_sync_client(ep, args.total // 2, min(args.workers, 32))
             bench_watch(ep, args.events, "grpc.aio")
-            bench_watch(ep, args.events, "AsyncClient")
+            bench_watch(ep, args.events, "AsyncClient", out and out.with_name(out.name + "-watch.txt"))
         finally:
             etcd.kill()
 
