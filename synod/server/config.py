@@ -55,6 +55,8 @@ class ServerConfig:
     frontend_procs: int = 0
     # What carries gRPC: "wire" (synod's own, on h2) or "grpcio" (grpc.aio), see api/grpc_server.py.
     grpc_engine: str = "wire"
+    # etcd's --enable-grpc-gateway: the JSON gateway on the client URLs, beside gRPC (wire engine only).
+    enable_grpc_gateway: bool = True
 
     def __post_init__(self) -> None:
         if not self.data_dir:

@@ -108,12 +108,18 @@ class FrontEnds:
     """The member's front-end processes."""
 
     def __init__(
-        self, count: int, addresses: list[str], max_request_bytes: int, engine: str = "wire"
+        self,
+        count: int,
+        addresses: list[str],
+        max_request_bytes: int,
+        engine: str = "wire",
+        gateway: bool = True,
     ) -> None:
         self._count = count
         self._addresses = addresses
         self._max_request_bytes = max_request_bytes
         self._engine = engine
+        self._gateway = gateway
         self._secret = secrets.token_bytes(16)
         # An abstract Unix socket (named "@..." on the command line): no file to clean up.
         self._relay_address = f"@synod-relay-{os.getpid()}-{secrets.token_hex(4)}"
@@ -132,6 +138,8 @@ class FrontEnds:
     async def _spawn(self) -> asyncio.subprocess.Process:
         args = [sys.executable, "-m", "synod.server.frontend", "--relay", self._relay_address]
         args += ["--max-request-bytes", str(self._max_request_bytes), "--grpc-engine", self._engine]
+        if not self._gateway:
+            args.append("--no-gateway")
         for address in self._addresses:
             args += ["--listen", address]
         env = dict(os.environ, **{_SECRET_ENV: self._secret.hex()})
@@ -178,12 +186,19 @@ def _die_with_parent() -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
-async def _run(relay_address: str, addresses: list[str], max_request_bytes: int, engine: str) -> None:
+async def _run(
+    relay_address: str, addresses: list[str], max_request_bytes: int, engine: str, gateway: bool
+) -> None:
     relay = await connect_front_end_side(
         _socket_address(relay_address), bytes.fromhex(os.environ[_SECRET_ENV])
     )
     server = build_server(
-        relay_routes(relay), addresses, max_request_bytes=max_request_bytes, reuse_port=True, engine=engine
+        relay_routes(relay),
+        addresses,
+        max_request_bytes=max_request_bytes,
+        reuse_port=True,
+        engine=engine,
+        gateway=gateway,
     )
     await server.start()
     stop = asyncio.Event()
@@ -203,10 +218,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--listen", action="append", required=True)
     parser.add_argument("--max-request-bytes", type=int, required=True)
     parser.add_argument("--grpc-engine", choices=ENGINES, default="wire")
+    parser.add_argument("--no-gateway", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _die_with_parent()
-    uvloop.run(_run(args.relay, args.listen, args.max_request_bytes, args.grpc_engine))
+    uvloop.run(_run(args.relay, args.listen, args.max_request_bytes, args.grpc_engine, not args.no_gateway))
 
 
 if __name__ == "__main__":

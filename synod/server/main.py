@@ -65,13 +65,16 @@ async def serve(cfg: ServerConfig) -> None:
     # cyclic GC from walking it on every full collection (a pause of ~0.4 s per million keys).
     gc.freeze()
     dispatcher = build_dispatcher(etcd)
-    frontends = FrontEnds(cfg.frontend_procs, addresses, cfg.max_request_bytes, cfg.grpc_engine)
+    frontends = FrontEnds(
+        cfg.frontend_procs, addresses, cfg.max_request_bytes, cfg.grpc_engine, cfg.enable_grpc_gateway
+    )
     grpc_server = build_server(
         dispatcher_routes(dispatcher),
         addresses,
         max_request_bytes=cfg.max_request_bytes,
         reuse_port=cfg.frontend_procs > 0,
         engine=cfg.grpc_engine,
+        gateway=cfg.enable_grpc_gateway,
     )
     try:
         await frontends.start(dispatcher)
@@ -238,6 +241,14 @@ async def serve(cfg: ServerConfig) -> None:
     help="What serves gRPC (synod only): wire, synod's own HTTP/2 server, or grpcio's grpc.aio "
     "(kept for comparison).",
 )
+@click.option(
+    "--enable-grpc-gateway",
+    "enable_grpc_gateway",
+    default="true",
+    type=click.Choice(["true", "false"]),
+    hidden=True,
+    help="Enable the JSON gateway on the client URLs (with --grpc-engine wire).",
+)
 @click.version_option(__version__, "--version", prog_name="synod", message="synod Version: %(version)s")
 def main(
     name: str,
@@ -261,6 +272,7 @@ def main(
     lease_checkpoint: bool,
     frontend_procs: int,
     grpc_engine: str,
+    enable_grpc_gateway: str,
 ) -> None:
     """synod: an etcd-compatible, strongly consistent key-value store."""
     logging.basicConfig(
@@ -291,6 +303,7 @@ def main(
             watch_progress_notify_interval=to_seconds(parse_duration(progress_interval)),
             lease_checkpoint=lease_checkpoint,
             grpc_engine=grpc_engine,
+            enable_grpc_gateway=enable_grpc_gateway == "true",
         )
         cfg.client_addresses()
         if heartbeat_interval <= 0 or election_timeout < 5 * heartbeat_interval:

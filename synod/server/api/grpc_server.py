@@ -24,7 +24,7 @@ from grpc_health.v1 import _async as health_async
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from synod.rpctypes import ErrorCode, RPCError
-from synod.server.api.cluster import ClusterService
+from synod.server.api.cluster import SERVER_VERSION, ClusterService
 from synod.server.api.header import Header
 from synod.server.api.kv import KVService
 from synod.server.api.learner import gate_streams, gate_unary
@@ -33,6 +33,7 @@ from synod.server.api.methods import METHODS, Dispatcher, Method, StreamWrite, n
 from synod.server.api.watch import WatchService
 from synod.server.config import GRPC_OVERHEAD_BYTES
 from synod.server.etcdserver import EtcdServer
+from synod.server.gateway.handlers import Gateway
 from synod.server.wire.connection import Route
 from synod.server.wire.messages import too_large
 from synod.server.wire.server import GrpcServer
@@ -92,9 +93,11 @@ def build_server(
     max_request_bytes: int,
     reuse_port: bool = False,
     engine: str = "wire",
+    gateway: bool = False,
 ) -> ClientServer:
+    """gRPC on ``addresses``; with ``gateway`` (wire engine only) etcd's JSON gateway on them too."""
     if engine == "wire":
-        return WireClientServer(routes, addresses, receive_limit(max_request_bytes), reuse_port)
+        return WireClientServer(routes, addresses, receive_limit(max_request_bytes), reuse_port, gateway)
     if engine == "grpcio":
         return GrpcioClientServer(routes, addresses, max_request_bytes, reuse_port)
     raise ValueError(f"unknown gRPC engine {engine!r} (one of {', '.join(ENGINES)})")
@@ -131,7 +134,9 @@ async def _health_watch(requests: AsyncIterator[bytes], write: StreamWrite) -> N
 
 
 class WireClientServer:
-    def __init__(self, routes: Routes, addresses: list[str], limit: int, reuse_port: bool) -> None:
+    def __init__(
+        self, routes: Routes, addresses: list[str], limit: int, reuse_port: bool, gateway: bool = False
+    ) -> None:
         table: dict[bytes, Route | RPCError] = {}
         for method in METHODS:
             route = routes(method)
@@ -141,7 +146,8 @@ class WireClientServer:
         self._table = table
         self._addresses = addresses
         self._reuse_port = reuse_port
-        self._server = GrpcServer(self._resolve, limit)
+        http = Gateway(self._resolve, limit, SERVER_VERSION) if gateway else None
+        self._server = GrpcServer(self._resolve, limit, http)
 
     def _resolve(self, path: bytes) -> Route | RPCError:
         found = self._table.get(path)

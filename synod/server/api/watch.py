@@ -69,6 +69,10 @@ class WatchService:
             done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 task.result()  # a failed write or a bad request ends the stream with its error
+            if writer not in done:
+                # The client closed its side: as etcd, the watchers go on until it cancels the call
+                # (a JSON gateway watch whose request body has ended is one).
+                await writer
         finally:
             for task in (reader, writer, ticker):
                 task.cancel()

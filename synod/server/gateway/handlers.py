@@ -1,0 +1,306 @@
+"""What the JSON gateway does with a request: a gRPC method called through its route, or /version, /health.
+
+A gateway path calls the same ``Route`` a gRPC call of that method reaches
+(the member's dispatcher, or a front end's relay to it), with the request
+message the JSON body decodes to, so every method answers over JSON exactly
+as over gRPC, and one that is not built yet answers as it does over gRPC.
+
+As grpc-gateway: a unary or server-streaming method reads the first JSON value
+of the body (an empty body is the empty request; what follows the value is
+ignored); a bidirectional one (watch, lease keep-alive) reads successive JSON
+values from the body as they arrive, each one request, while its responses
+stream back: the first must decode or the call fails with 400; a later one that
+does not decode ends the requests (the watch goes on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import json
+from collections.abc import AsyncIterator
+
+from google.protobuf.message import Message
+from grpc import StatusCode
+
+from synod import ETCD_API_VERSION, __version__
+from synod.api.etcdserverpb import rpc_pb2 as pb
+from synod.rpctypes import RPCError
+from synod.server.api.methods import BY_PATH, Method
+from synod.server.gateway import jsonpb
+from synod.server.gateway.connection import Exchange
+from synod.server.gateway.paths import method_for
+from synod.server.wire.connection import Resolve, Route
+from synod.server.wire.messages import too_large
+
+_NOT_FOUND = b"404 page not found\n"
+_TEXT = [(b"content-type", b"text/plain; charset=utf-8"), (b"x-content-type-options", b"nosniff")]
+_JSON = [(b"content-type", b"application/json")]
+_RANGE = BY_PATH["/etcdserverpb.KV/Range"]
+_ALARM = BY_PATH["/etcdserverpb.Maintenance/Alarm"]
+# A body longer than this is not read into memory: base64 makes a request's bytes 4/3 as long.
+_BODY_SLACK = 1 << 20
+
+
+class Gateway:
+    """The request handler of every gateway connection of one process."""
+
+    def __init__(self, resolve: Resolve, limit: int, server_version: str) -> None:
+        self._resolve = resolve
+        self._limit = limit  # the largest request message, as gRPC's
+        self._version = json.dumps(
+            {"etcdserver": server_version, "etcdcluster": f"{ETCD_API_VERSION}.0", "synod": __version__},
+            separators=(",", ":"),
+        ).encode()
+
+    async def __call__(self, ex: Exchange) -> None:
+        path = ex.path
+        method = method_for(path)
+        if method is not None:
+            if ex.method != b"POST":
+                await ex.respond(405, b"Method Not Allowed\n", _TEXT)
+                return
+            await self._call(ex, method)
+        elif path == "/version":
+            await ex.respond(200, self._version, _JSON)
+        elif path == "/health":
+            await self._health(ex)
+        else:
+            await ex.respond(404, _NOT_FOUND, _TEXT)
+
+    # -- gRPC methods -------------------------------------------------------------------------------
+
+    async def _call(self, ex: Exchange, method: Method) -> None:
+        found = self._resolve(method.path.encode())
+        if isinstance(found, RPCError):
+            await _drain(ex)
+            await self._fail(ex, found)
+            return
+        try:
+            if method.client_streaming:
+                await self._bidi(ex, method, found)
+                return
+            body = await ex.read_all(self._limit * 2 + _BODY_SLACK)
+            if body is None:
+                raise too_large(self._limit * 2 + _BODY_SLACK, self._limit)
+            request = _first_request(method.request, body)
+            if len(request) > self._limit:
+                raise too_large(len(request), self._limit)
+            if found.unary is not None:
+                response = await found.unary(request)
+                await ex.respond(200, jsonpb.response_json(method.response, response), _JSON)
+            else:
+                await self._stream(ex, method, found, _one(request))
+        except RPCError as e:
+            await self._fail(ex, e)
+
+    async def _bidi(self, ex: Exchange, method: Method, route: Route) -> None:
+        values = _json_values(ex.body())
+        first = await anext(values, None)
+        if isinstance(first, Exception):
+            await _drain(ex)
+            raise jsonpb.invalid_argument(str(first))
+        requests: list[bytes] = []
+        if first is not None:
+            requests.append(jsonpb.parse_request(method.request, first.value))
+
+        async def more() -> AsyncIterator[bytes]:
+            for request in requests:
+                yield request
+            if first is None:
+                return
+            async for value in values:
+                if isinstance(value, Exception):
+                    return  # grpc-gateway closes the sending side on a request it can't decode
+                try:
+                    request = jsonpb.parse_request(method.request, value.value)
+                except RPCError:
+                    return
+                if len(request) > self._limit:
+                    return
+                yield request
+
+        await self._stream(ex, method, route, more())
+
+    async def _stream(
+        self, ex: Exchange, method: Method, route: Route, requests: AsyncIterator[bytes]
+    ) -> None:
+        assert route.stream is not None
+
+        async def write(message: bytes) -> None:
+            if not ex.started:
+                await ex.start(200)
+            await ex.send(jsonpb.stream_result(method.response, message))
+
+        try:
+            await route.stream(requests, write)
+        except RPCError as e:
+            if not ex.started:
+                await ex.start(jsonpb.HTTP_STATUS.get(e.code, 500))
+            await ex.send(jsonpb.stream_error_json(e))
+            await ex.finish()
+            return
+        if not ex.started:
+            await ex.start(200)
+        await ex.finish()
+
+    async def _fail(self, ex: Exchange, error: RPCError) -> None:
+        status, body = jsonpb.error_json(error)
+        await ex.respond(status, body, _JSON)
+
+    # -- /health ------------------------------------------------------------------------------------
+
+    async def _health(self, ex: Exchange) -> None:
+        """etcd's /health: no alarm raised, and a linearizable read goes through."""
+        healthy = await self._healthy()
+        status = 200 if healthy else 503
+        await ex.respond(status, b'{"health":"%s"}' % (b"true" if healthy else b"false"), _JSON)
+
+    async def _healthy(self) -> bool:
+        alarm = self._resolve(_ALARM.path.encode())
+        rng = self._resolve(_RANGE.path.encode())
+        if isinstance(rng, RPCError) or rng.unary is None:
+            return False
+        try:
+            if not isinstance(alarm, RPCError) and alarm.unary is not None:
+                try:
+                    raw = await alarm.unary(pb.AlarmRequest().SerializeToString())
+                except RPCError as e:
+                    if e.code != StatusCode.UNIMPLEMENTED:  # no alarms in this synod yet
+                        raise
+                else:
+                    if pb.AlarmResponse.FromString(raw).alarms:
+                        return False
+            request = pb.RangeRequest(key=b"health", keys_only=True, limit=1).SerializeToString()
+            await asyncio.wait_for(rng.unary(request), timeout=5.0)
+        except (RPCError, TimeoutError):
+            return False
+        return True
+
+
+# -- request bodies ----------------------------------------------------------------------------------
+
+
+class _Value:
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+
+_WHITESPACE = " \t\r\n"
+_DECODER = json.JSONDecoder()
+
+
+def _first_request(request_type: type[Message], body: bytes) -> bytes:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        char = _go_char(body[e.start : e.start + 1])
+        raise jsonpb.invalid_argument(f"invalid character {char} looking for beginning of value") from None
+    start = len(text) - len(text.lstrip(_WHITESPACE))
+    if start == len(text):
+        return b""  # no value: the empty request (io.EOF, which grpc-gateway lets through)
+    try:
+        value, _ = _DECODER.raw_decode(text, start)
+    except json.JSONDecodeError as e:
+        raise jsonpb.invalid_argument(_go_syntax_error(text, e)) from None
+    return jsonpb.parse_request(request_type, value)
+
+
+async def _json_values(chunks: AsyncIterator[bytes]) -> AsyncIterator[_Value | Exception]:
+    """Successive JSON values of a body as they complete; an Exception for one that can't be read."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    text = ""
+    ended = False
+    while True:
+        pos = len(text) - len(text.lstrip(_WHITESPACE))
+        text = text[pos:]
+        if text:
+            try:
+                value, end = _DECODER.raw_decode(text)
+            except json.JSONDecodeError as e:
+                if ended or not _incomplete(text, e):
+                    yield ValueError(_go_syntax_error(text, e) if not ended else "unexpected EOF")
+                    return
+            else:
+                text = text[end:]
+                yield _Value(value)
+                continue
+        if ended:
+            return
+        chunk = await anext(chunks, None)
+        if chunk is None:
+            ended = True
+            try:
+                text += decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                yield ValueError("unexpected EOF")
+                return
+        else:
+            text += decoder.decode(chunk)
+
+
+def _incomplete(text: str, error: json.JSONDecodeError) -> bool:
+    """Could more input complete ``text`` (rather than it being wrong already)?"""
+    if error.pos >= len(text) or error.msg.startswith("Unterminated string"):
+        return True
+    rest = text[error.pos :]
+    return any(word.startswith(rest) for word in ("true", "false", "null")) or rest == "-"
+
+
+def _go_syntax_error(text: str, error: json.JSONDecodeError) -> str:
+    """encoding/json's words for the first thing wrong in ``text``."""
+    if _incomplete(text, error):
+        return "unexpected EOF"
+    char = text[error.pos]
+    if error.msg.startswith("Expecting property name"):
+        return f"invalid character {_go_char(char.encode())} looking for beginning of object key string"
+    if error.msg.startswith("Expecting ':'"):
+        return f"invalid character {_go_char(char.encode())} after object key"
+    if error.msg.startswith("Expecting ',' delimiter"):
+        after = "object key:value pair" if _in_object(text, error.pos) else "array element"
+        return f"invalid character {_go_char(char.encode())} after {after}"
+    return f"invalid character {_go_char(char.encode())} looking for beginning of value"
+
+
+def _in_object(text: str, pos: int) -> bool:
+    depth: list[str] = []
+    in_string = escaped = False
+    for c in text[:pos]:
+        if in_string:
+            escaped = not escaped and c == "\\"
+            if c == '"' and not escaped:
+                in_string = False
+            continue
+        if c == '"':
+            in_string = True
+        elif c in "{[":
+            depth.append(c)
+        elif c in "}]" and depth:
+            depth.pop()
+    return bool(depth) and depth[-1] == "{"
+
+
+def _go_char(char: bytes) -> str:
+    """Go's %q of a character, as encoding/json quotes the offending one."""
+    if char in (b"'",):
+        return "'\\''"
+    if char == b'"':
+        return "'\"'"
+    try:
+        c = char.decode("utf-8")
+    except UnicodeDecodeError:
+        return "'\\ufffd'"
+    if c.isprintable():
+        return f"'{c}'"
+    return f"'\\x{ord(c):02x}'" if ord(c) < 0x80 else f"'\\u{ord(c):04x}'"
+
+
+async def _one(request: bytes) -> AsyncIterator[bytes]:
+    yield request
+
+
+async def _drain(ex: Exchange) -> None:
+    async for _ in ex.body():
+        pass
