@@ -12,7 +12,9 @@ handler is cancelled (a watch's watchers with it).
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import cast
 
@@ -22,7 +24,23 @@ log = logging.getLogger(__name__)
 
 MAX_HEADERS = 64 << 10  # the largest request line and headers accepted (Go's net/http: 1 MiB)
 Headers = list[tuple[bytes, bytes]]
-_SERVER_HEADERS: Headers = [(b"content-type", b"application/json")]
+# etcd's access controller answers every request with these (its default --cors is "*").
+CORS: Headers = [
+    (b"access-control-allow-headers", b"accept, content-type, authorization"),
+    (b"access-control-allow-methods", b"POST, GET, OPTIONS, PUT, DELETE"),
+    (b"access-control-allow-origin", b"*"),
+]
+_JSON: Headers = [(b"content-type", b"application/json")]
+_date_cache: tuple[int, bytes] = (0, b"")
+
+
+def _date() -> tuple[bytes, bytes]:
+    """The Date header Go's server puts on every answer (formatted once a second)."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, email.utils.formatdate(now, usegmt=True).encode())
+    return (b"date", _date_cache[1])
 
 
 class Exchange:
@@ -65,17 +83,28 @@ class Exchange:
                 parts.append(chunk)
         return b"".join(parts) if size <= limit else None
 
-    async def respond(self, status: int, body: bytes, headers: Headers | None = None) -> None:
-        hdrs = [*(headers or _SERVER_HEADERS), (b"content-length", b"%d" % len(body))]
+    async def respond(
+        self, status: int, body: bytes, headers: Headers | None = None, *, trailers: Headers | None = None
+    ) -> None:
+        """A whole answer (with ``trailers``: chunked, the trailer names announced, as grpc-gateway's)."""
+        hdrs = [*CORS, *(_JSON if headers is None else headers)]
+        if trailers:
+            hdrs += [(b"trailer", b", ".join(name for name, _ in trailers)), _date()]
+        else:
+            hdrs += [_date(), (b"content-length", b"%d" % len(body))]
         self.conn.send(h11.Response(status_code=status, headers=hdrs))
-        self.conn.send(h11.Data(data=body))
+        if body:
+            self.conn.send(h11.Data(data=body))
         self.started = True
-        await self.finish()
+        if not self.finished:
+            self.finished = True
+            self.conn.send(h11.EndOfMessage(headers=trailers or []))
 
-    async def start(self, status: int) -> None:
+    async def start(self, status: int, headers: Headers | None = None) -> None:
         """Begin a streamed (chunked) response."""
         self.started = True
-        self.conn.send(h11.Response(status_code=status, headers=_SERVER_HEADERS))
+        hdrs = [*CORS, *_JSON, *(headers or []), _date(), (b"transfer-encoding", b"chunked")]
+        self.conn.send(h11.Response(status_code=status, headers=hdrs))
 
     async def send(self, data: bytes) -> None:
         """One piece of a streamed response, flushed at once; waits while the client is not reading."""

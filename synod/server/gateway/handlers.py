@@ -27,15 +27,18 @@ from synod import ETCD_API_VERSION, __version__
 from synod.api.etcdserverpb import rpc_pb2 as pb
 from synod.rpctypes import RPCError
 from synod.server.api.methods import BY_PATH, Method
-from synod.server.gateway import jsonpb
+from synod.server.gateway import gojson, jsonpb
 from synod.server.gateway.connection import Exchange
 from synod.server.gateway.paths import method_for
 from synod.server.wire.connection import Resolve, Route
 from synod.server.wire.messages import too_large
 
-_NOT_FOUND = b"404 page not found\n"
 _TEXT = [(b"content-type", b"text/plain; charset=utf-8"), (b"x-content-type-options", b"nosniff")]
 _JSON = [(b"content-type", b"application/json")]
+# What grpc-gateway passes on from the gRPC call: its response header, or on an error its trailer.
+_GRPC_HEADER = [(b"grpc-metadata-content-type", b"application/grpc")]
+_GRPC_TRAILER = [(b"Grpc-Trailer-Content-Type", b"application/grpc")]
+_JSON_OK = [*_JSON, *_GRPC_HEADER]
 _RANGE = BY_PATH["/etcdserverpb.KV/Range"]
 _ALARM = BY_PATH["/etcdserverpb.Maintenance/Alarm"]
 # A body longer than this is not read into memory: base64 makes a request's bytes 4/3 as long.
@@ -56,17 +59,24 @@ class Gateway:
     async def __call__(self, ex: Exchange) -> None:
         path = ex.path
         method = method_for(path)
-        if method is not None:
+        if ex.method == b"OPTIONS":  # a CORS preflight: etcd's access controller answers it alone
+            await ex.respond(200, b"", [])
+        elif method is not None:
             if ex.method != b"POST":
                 await ex.respond(405, b"Method Not Allowed\n", _TEXT)
-                return
-            await self._call(ex, method)
-        elif path == "/version":
-            await ex.respond(200, self._version, _JSON)
-        elif path == "/health":
-            await self._health(ex)
+            else:
+                await self._call(ex, method)
+        elif path in ("/version", "/health"):
+            if ex.method != b"GET":
+                await ex.respond(405, b"Method Not Allowed\n", [(b"allow", b"GET"), *_TEXT])
+            elif path == "/version":
+                await ex.respond(200, self._version, _JSON)
+            else:
+                await self._health(ex)
+        elif path.startswith("/v3/") or path.startswith("/v3beta/"):
+            await ex.respond(404, b"Not Found\n", _TEXT)  # grpc-gateway's
         else:
-            await ex.respond(404, _NOT_FOUND, _TEXT)
+            await ex.respond(404, b"404 page not found\n", _TEXT)  # net/http's
 
     # -- gRPC methods -------------------------------------------------------------------------------
 
@@ -74,7 +84,7 @@ class Gateway:
         found = self._resolve(method.path.encode())
         if isinstance(found, RPCError):
             await _drain(ex)
-            await self._fail(ex, found)
+            await self._fail(ex, found, called=True)
             return
         try:
             if method.client_streaming:
@@ -84,25 +94,35 @@ class Gateway:
             if body is None:
                 raise too_large(self._limit * 2 + _BODY_SLACK, self._limit)
             request = _first_request(method.request, body)
+        except RPCError as e:
+            await self._fail(ex, e, called=False)
+            return
+        try:
             if len(request) > self._limit:
                 raise too_large(len(request), self._limit)
             if found.unary is not None:
                 response = await found.unary(request)
-                await ex.respond(200, jsonpb.response_json(method.response, response), _JSON)
+                await ex.respond(
+                    200, jsonpb.response_json(method.response, response), [*_JSON, *_GRPC_HEADER]
+                )
             else:
                 await self._stream(ex, method, found, _one(request))
         except RPCError as e:
-            await self._fail(ex, e)
+            await self._fail(ex, e, called=True)
 
     async def _bidi(self, ex: Exchange, method: Method, route: Route) -> None:
         values = _json_values(ex.body())
         first = await anext(values, None)
-        if isinstance(first, Exception):
-            await _drain(ex)
-            raise jsonpb.invalid_argument(str(first))
         requests: list[bytes] = []
-        if first is not None:
-            requests.append(jsonpb.parse_request(method.request, first.value))
+        try:
+            if isinstance(first, Exception):
+                raise jsonpb.invalid_argument(str(first))
+            if first is not None:
+                requests.append(jsonpb.parse_request(method.request, first.value))
+        except RPCError as e:
+            await _drain(ex)
+            await self._fail(ex, e, called=True)  # the stream was opened before the first request
+            return
 
         async def more() -> AsyncIterator[bytes]:
             for request in requests:
@@ -129,24 +149,25 @@ class Gateway:
 
         async def write(message: bytes) -> None:
             if not ex.started:
-                await ex.start(200)
+                await ex.start(200, _GRPC_HEADER)
             await ex.send(jsonpb.stream_result(method.response, message))
 
         try:
             await route.stream(requests, write)
         except RPCError as e:
             if not ex.started:
-                await ex.start(jsonpb.HTTP_STATUS.get(e.code, 500))
+                await ex.start(jsonpb.HTTP_STATUS.get(e.code, 500), _GRPC_HEADER)
             await ex.send(jsonpb.stream_error_json(e))
             await ex.finish()
             return
         if not ex.started:
-            await ex.start(200)
+            await ex.start(200, _GRPC_HEADER)
         await ex.finish()
 
-    async def _fail(self, ex: Exchange, error: RPCError) -> None:
+    async def _fail(self, ex: Exchange, error: RPCError, *, called: bool) -> None:
+        """``called``: the gRPC call was made (grpc-gateway then passes its trailer on)."""
         status, body = jsonpb.error_json(error)
-        await ex.respond(status, body, _JSON)
+        await ex.respond(status, body, _JSON, trailers=_GRPC_TRAILER if called else None)
 
     # -- /health ------------------------------------------------------------------------------------
 
@@ -154,7 +175,8 @@ class Gateway:
         """etcd's /health: no alarm raised, and a linearizable read goes through."""
         healthy = await self._healthy()
         status = 200 if healthy else 503
-        await ex.respond(status, b'{"health":"%s"}' % (b"true" if healthy else b"false"), _JSON)
+        body = b'{"health":"%s"}' % (b"true" if healthy else b"false")
+        await ex.respond(status, body, [(b"content-type", b"text/plain; charset=utf-8")])
 
     async def _healthy(self) -> bool:
         alarm = self._resolve(_ALARM.path.encode())
@@ -189,42 +211,42 @@ class _Value:
 
 
 _WHITESPACE = " \t\r\n"
-_DECODER = json.JSONDecoder()
 
 
 def _first_request(request_type: type[Message], body: bytes) -> bytes:
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as e:
-        char = _go_char(body[e.start : e.start + 1])
-        raise jsonpb.invalid_argument(f"invalid character {char} looking for beginning of value") from None
+    """The body's first JSON value as a request (json.Decoder.Decode then jsonpb, as grpc-gateway)."""
+    text = body.decode("utf-8", "replace")
     start = len(text) - len(text.lstrip(_WHITESPACE))
     if start == len(text):
-        return b""  # no value: the empty request (io.EOF, which grpc-gateway lets through)
+        return b""  # no value: io.EOF, which grpc-gateway lets through as the empty request
     try:
-        value, _ = _DECODER.raw_decode(text, start)
-    except json.JSONDecodeError as e:
-        raise jsonpb.invalid_argument(_go_syntax_error(text, e)) from None
-    return jsonpb.parse_request(request_type, value)
+        end = gojson.value_end(text, start)
+    except gojson.Truncated:
+        raise jsonpb.invalid_argument("unexpected EOF") from None
+    except gojson.SyntaxError_ as e:
+        raise jsonpb.invalid_argument(e.message) from None
+    return jsonpb.parse_request(request_type, jsonpb.loads(text[start:end]))
 
 
 async def _json_values(chunks: AsyncIterator[bytes]) -> AsyncIterator[_Value | Exception]:
     """Successive JSON values of a body as they complete; an Exception for one that can't be read."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
     text = ""
     ended = False
     while True:
-        pos = len(text) - len(text.lstrip(_WHITESPACE))
-        text = text[pos:]
+        text = text.lstrip(_WHITESPACE)
         if text:
             try:
-                value, end = _DECODER.raw_decode(text)
-            except json.JSONDecodeError as e:
-                if ended or not _incomplete(text, e):
-                    yield ValueError(_go_syntax_error(text, e) if not ended else "unexpected EOF")
+                end = gojson.value_end(text)
+            except gojson.Truncated:
+                if ended:
+                    yield ValueError("unexpected EOF")
                     return
+            except gojson.SyntaxError_ as e:
+                yield e
+                return
             else:
-                text = text[end:]
+                value, text = jsonpb.loads(text[:end]), text[end:]
                 yield _Value(value)
                 continue
         if ended:
@@ -232,69 +254,9 @@ async def _json_values(chunks: AsyncIterator[bytes]) -> AsyncIterator[_Value | E
         chunk = await anext(chunks, None)
         if chunk is None:
             ended = True
-            try:
-                text += decoder.decode(b"", final=True)
-            except UnicodeDecodeError:
-                yield ValueError("unexpected EOF")
-                return
+            text += decoder.decode(b"", final=True)
         else:
             text += decoder.decode(chunk)
-
-
-def _incomplete(text: str, error: json.JSONDecodeError) -> bool:
-    """Could more input complete ``text`` (rather than it being wrong already)?"""
-    if error.pos >= len(text) or error.msg.startswith("Unterminated string"):
-        return True
-    rest = text[error.pos :]
-    return any(word.startswith(rest) for word in ("true", "false", "null")) or rest == "-"
-
-
-def _go_syntax_error(text: str, error: json.JSONDecodeError) -> str:
-    """encoding/json's words for the first thing wrong in ``text``."""
-    if _incomplete(text, error):
-        return "unexpected EOF"
-    char = text[error.pos]
-    if error.msg.startswith("Expecting property name"):
-        return f"invalid character {_go_char(char.encode())} looking for beginning of object key string"
-    if error.msg.startswith("Expecting ':'"):
-        return f"invalid character {_go_char(char.encode())} after object key"
-    if error.msg.startswith("Expecting ',' delimiter"):
-        after = "object key:value pair" if _in_object(text, error.pos) else "array element"
-        return f"invalid character {_go_char(char.encode())} after {after}"
-    return f"invalid character {_go_char(char.encode())} looking for beginning of value"
-
-
-def _in_object(text: str, pos: int) -> bool:
-    depth: list[str] = []
-    in_string = escaped = False
-    for c in text[:pos]:
-        if in_string:
-            escaped = not escaped and c == "\\"
-            if c == '"' and not escaped:
-                in_string = False
-            continue
-        if c == '"':
-            in_string = True
-        elif c in "{[":
-            depth.append(c)
-        elif c in "}]" and depth:
-            depth.pop()
-    return bool(depth) and depth[-1] == "{"
-
-
-def _go_char(char: bytes) -> str:
-    """Go's %q of a character, as encoding/json quotes the offending one."""
-    if char in (b"'",):
-        return "'\\''"
-    if char == b'"':
-        return "'\"'"
-    try:
-        c = char.decode("utf-8")
-    except UnicodeDecodeError:
-        return "'\\ufffd'"
-    if c.isprintable():
-        return f"'{c}'"
-    return f"'\\x{ord(c):02x}'" if ord(c) < 0x80 else f"'\\u{ord(c):04x}'"
 
 
 async def _one(request: bytes) -> AsyncIterator[bytes]:
