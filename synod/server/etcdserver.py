@@ -596,7 +596,11 @@ class EtcdServer:
     async def move_leader(self, target: int) -> None:
         """Hand leadership to ``target`` (etcd's MoveLeader: only the leader can, and waits for it)."""
         node = self.node
-        if not isinstance(node, RaftDriver) or node.leader_id != self.member_id:
+        if not isinstance(node, RaftDriver):
+            if target == self.member_id:
+                return  # a member alone leads already
+            raise RPCError(rpctypes.BAD_LEADER_TRANSFEREE)
+        if node.leader_id != self.member_id:
             raise RPCError(rpctypes.NOT_LEADER)
         if target == self.member_id:
             return  # already the leader
@@ -787,6 +791,11 @@ class EtcdServer:
                 self.transport.remove_peer(member.id)
                 self.transport.add_peer(member.id, member.peer_urls)
         self._wait.trigger(request_id, None)
+
+    async def backend_copy(self) -> bytes:
+        """The backend as one consistent database file, everything applied so far in it."""
+        self._commit_backend()
+        return await asyncio.to_thread(self.backend.copy_bytes)
 
     def hash_kv(self, revision: int) -> tuple[int, int, int]:
         """(hash, current revision, compact revision) of the key history up to ``revision``."""

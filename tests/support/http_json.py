@@ -10,7 +10,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-
 _VARYING_HEADERS = {"date", "content-length"}
 
 
@@ -62,7 +61,8 @@ def post(
 
 
 class Stream:
-    """A streaming request (watch, keep-alive, observe): the body is sent chunk by chunk, lines read as they come."""
+    """A streaming request (watch, keep-alive, observe): the body goes chunk by chunk, lines are read as
+    they come."""
 
     def __init__(
         self, endpoint: str, path: str, first: dict[str, Any] | None = None, *, timeout: float = 10.0

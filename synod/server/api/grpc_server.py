@@ -29,6 +29,7 @@ from synod.server.api.header import Header
 from synod.server.api.kv import KVService
 from synod.server.api.learner import gate_streams, gate_unary
 from synod.server.api.lease import LeaseService
+from synod.server.api.maintenance import MaintenanceService
 from synod.server.api.methods import METHODS, Dispatcher, Method, StreamWrite, not_implemented
 from synod.server.api.watch import WatchService
 from synod.server.config import GRPC_OVERHEAD_BYTES
@@ -53,9 +54,12 @@ def build_dispatcher(etcd: EtcdServer) -> Dispatcher:
     lease = LeaseService(etcd, header)
     watch = WatchService(etcd, etcd.cfg.watch_progress_notify_interval)
     cluster = ClusterService(etcd, header)
+    maintenance = MaintenanceService(etcd, header)
     return Dispatcher(
-        gate_unary(etcd, {**kv.handlers(), **lease.handlers(), **cluster.handlers()}),
-        gate_streams(etcd, {**lease.streams(), **watch.streams()}),
+        gate_unary(
+            etcd, {**kv.handlers(), **lease.handlers(), **cluster.handlers(), **maintenance.handlers()}
+        ),
+        gate_streams(etcd, {**lease.streams(), **watch.streams(), **maintenance.streams()}),
     )
 
 
