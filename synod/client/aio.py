@@ -17,6 +17,7 @@ import random
 import time
 import weakref
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from synod.api.etcdserverpb import rpc_pb2 as pb
 from synod.client import txn as t
@@ -49,12 +50,13 @@ class AsyncClient:
         keepalive_timeout: float = 20.0,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         rng: random.Random | None = None,
+        channel_factory: Callable[[str, bool], Any] | None = None,
     ) -> None:
         """``timeout``: the deadline of each request, retries included (None: none)."""
         if isinstance(endpoints, str):
             endpoints = endpoints.split(",")
         options = Options(timeout, keepalive_time, keepalive_timeout, max_message_bytes)
-        self.conn = Connection(endpoints, options, tls, user, password, rng)
+        self.conn = Connection(endpoints, options, tls, user, password, rng, channel_factory)
         self._keepalives: weakref.WeakSet[KeepAlive] = weakref.WeakSet()  # told when the client closes
 
     async def __aenter__(self) -> AsyncClient:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -87,7 +87,10 @@ class Connection:
         user: str | None = None,
         password: str | None = None,
         rng: random.Random | None = None,
+        channel_factory: Callable[[str, bool], Any] | None = None,
     ) -> None:
+        """``channel_factory(target, secure)``: opens a channel in place of grpc.aio's (the server's
+        own in-process client uses one that calls its dispatcher)."""
         if not endpoints:
             raise ValueError("at least one endpoint is needed")
         if (user is None) != (password is None):
@@ -97,6 +100,7 @@ class Connection:
         self._tls = tls
         self._user, self._password = user, password
         self._rng = rng or random.Random()
+        self._channel_factory = channel_factory
         self._channels: dict[int, grpc.aio.Channel] = {}
         self._calls: dict[tuple[int, str], Any] = {}
         self._pinned = 0
@@ -118,6 +122,8 @@ class Connection:
         return ch
 
     def _open(self, target: str, secure: bool) -> grpc.aio.Channel:
+        if self._channel_factory is not None:
+            return self._channel_factory(target, secure)  # type: ignore[no-any-return]
         o = self.options
         opts: list[tuple[str, Any]] = [
             ("grpc.max_receive_message_length", o.max_message_bytes),

@@ -222,6 +222,11 @@ class WatchableStore:
         if not (self.synced.remove(w) or self.unsynced.remove(w)):
             self.victims.pop(w, None)
 
+    @property
+    def watcher_count(self) -> int:
+        """Watchers not cancelled (etcd's etcd_debugging_mvcc_watcher_total)."""
+        return len(self.synced) + len(self.unsynced) + len(self.victims)
+
     def is_synced(self, w: Watcher) -> bool:
         return w in self.synced
 

@@ -134,13 +134,14 @@ class AsyncElection:
 
     async def leader(self) -> mvccpb.KeyValue:
         """The current leader's key-value (``ElectionNoLeaderError`` if nobody leads)."""
-        resp = await self._leader_at(0)
+        resp = await self.leader_at(0)
         if not resp.kvs:
             raise ElectionNoLeaderError()
         return resp.kvs[0]
 
-    async def _leader_at(self, revision: int) -> pb.RangeResponse:
-        """The key under the prefix with the smallest create revision, at ``revision`` (0: now)."""
+    async def leader_at(self, revision: int) -> pb.RangeResponse:
+        """The read of the leader: the key under the prefix with the smallest create revision, at
+        ``revision`` (0: now); its ``kvs`` are empty when nobody leads."""
         return await self.session.client.get(
             self.prefix, prefix=True, revision=revision, limit=1,
             sort_target=pb.RangeRequest.CREATE, sort_order=pb.RangeRequest.ASCEND,
@@ -155,7 +156,7 @@ class AsyncElection:
         revision = 0  # the revision whose leader comes next (0: now)
         while True:
             try:
-                resp = await self._leader_at(revision)
+                resp = await self.leader_at(revision)
             except CompactedError:
                 revision = 0
                 continue

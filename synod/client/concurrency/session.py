@@ -25,11 +25,14 @@ import threading
 from collections.abc import Callable, Generator
 from typing import Any
 
+import grpc
+
 from synod.client.aio import AsyncClient
 from synod.client.concurrency.errors import SessionExpiredError
 from synod.client.errors import EtcdError, LeaseNotFoundError
 from synod.client.lease import KeepAlive
 from synod.client.sync import Client
+from synod.rpctypes import LEASE_NOT_FOUND
 
 DEFAULT_TTL = 60
 
@@ -44,10 +47,15 @@ class AsyncSession:
         lease_id: int | None = None,
         *,
         on_lost: Callable[[EtcdError], None] | None = None,
+        keep_alive: bool = True,
     ) -> None:
+        """``keep_alive=False``: the lease is not renewed, its owner keeps it alive (or lets it expire);
+        the session ends only when closed (as etcd's lock and election services use sessions)."""
         if ttl <= 0:
             raise ValueError("a session's TTL is a positive number of seconds")
         self.client = client
+        self._keep_alive = keep_alive
+        self._started = False
         self.ttl = ttl
         self.lease_id = lease_id or 0
         self._resume = lease_id is not None and lease_id != 0
@@ -70,16 +78,23 @@ class AsyncSession:
     async def start(self) -> AsyncSession:
         """Grant the lease (or check that the one to resume exists) and start renewing it."""
         async with self._start_lock:
-            if self.keepalive is not None:
+            if self._started:
                 return self
-            if self._resume:
+            if self._resume and not self._keep_alive:
+                ttl = await self.client.lease_time_to_live(self.lease_id)  # looks, renews nothing
+                if ttl.TTL == -1:
+                    raise LeaseNotFoundError(grpc.StatusCode.NOT_FOUND, LEASE_NOT_FOUND.message)
+                self.ttl = int(ttl.grantedTTL)
+            elif self._resume:
                 # Raises LeaseNotFoundError if the lease is gone; answers the TTL it was granted.
                 resp = await self.client.lease_keep_alive_once(self.lease_id)
                 self.ttl = int(resp.TTL)
             else:
                 grant = await self.client.lease_grant(self.ttl)
                 self.lease_id, self.ttl = int(grant.ID), int(grant.TTL)
-            self.keepalive = self.client.keep_alive(self.lease_id, self.ttl, on_lost=self._lost)
+            if self._keep_alive:
+                self.keepalive = self.client.keep_alive(self.lease_id, self.ttl, on_lost=self._lost)
+            self._started = True
             return self
 
     def _lost(self, error: EtcdError) -> None:
@@ -92,11 +107,11 @@ class AsyncSession:
     @property
     def alive(self) -> bool:
         """Started and not ended (as far as the client knows: a revoke is seen at the next renewal)."""
-        return self.keepalive is not None and not self.done.is_set()
+        return self._started and not self.done.is_set()
 
     def check(self) -> None:
         """Raise ``SessionExpiredError`` if the session has ended."""
-        if self.keepalive is None:
+        if not self._started:
             raise RuntimeError("the session was not started (await it)")
         if self.done.is_set():
             raise SessionExpiredError()

@@ -25,7 +25,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from synod.rpctypes import ErrorCode, RPCError
 from synod.server.api.cluster import SERVER_VERSION, ClusterService
+from synod.server.api.coordination import CoordinationService
 from synod.server.api.header import Header
+from synod.server.api.inprocess import InProcessChannel, inprocess_client
 from synod.server.api.kv import KVService
 from synod.server.api.learner import gate_streams, gate_unary
 from synod.server.api.lease import LeaseService
@@ -55,12 +57,17 @@ def build_dispatcher(etcd: EtcdServer) -> Dispatcher:
     watch = WatchService(etcd, etcd.cfg.watch_progress_notify_interval)
     cluster = ClusterService(etcd, header)
     maintenance = MaintenanceService(etcd, header)
-    return Dispatcher(
-        gate_unary(
-            etcd, {**kv.handlers(), **lease.handlers(), **cluster.handlers(), **maintenance.handlers()}
-        ),
-        gate_streams(etcd, {**lease.streams(), **watch.streams(), **maintenance.streams()}),
+    # Lock and Election call the member's own services, as etcd wires its server to itself.
+    channel = InProcessChannel()
+    coordination = CoordinationService(inprocess_client(channel), header)
+    unary = {**kv.handlers(), **lease.handlers(), **cluster.handlers(), **maintenance.handlers()}
+    streams = {**lease.streams(), **watch.streams(), **maintenance.streams()}
+    dispatcher = Dispatcher(
+        gate_unary(etcd, {**unary, **coordination.handlers()}),
+        gate_streams(etcd, {**streams, **coordination.streams()}),
     )
+    channel.bind(dispatcher)
+    return dispatcher
 
 
 def dispatcher_routes(dispatcher: Dispatcher) -> Routes:
