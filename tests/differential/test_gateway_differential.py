@@ -422,3 +422,30 @@ def test_oversized_puts(pair: Pair, size: int) -> None:
     key = f"big/{size}"
     pair.same("/v3/kv/put", {"key": b64(key), "value": b64(b"x" * size)})
     pair.same("/v3/kv/range", {"key": b64(key), "count_only": True})
+
+
+def test_lock_and_election_over_json(pair: Pair) -> None:
+    """The seed's JSON lock, unlock, and the election calls; errors are etcd's Unknown (HTTP 500)."""
+    answers = []
+    for server in (pair.synod, pair.etcd):
+        ep = server.endpoint
+        lease = post(ep, "/v3/lease/grant", {"TTL": 30}).json["ID"]
+        steps = [post(ep, "/v3/lock/lock", f'{{"name":"{b64("gwlock")}", "lease" : {lease} }}')]
+        steps.append(post(ep, "/v3/lock/unlock", {"key": steps[0].json["key"]}))
+        steps.append(post(ep, "/v3/lock/lock", {"name": b64("gwlock"), "lease": "12345"}))
+        steps.append(post(ep, "/v3/election/leader", {"name": b64("gwelect")}))
+        won = post(ep, "/v3/election/campaign", {"name": b64("gwelect"), "lease": lease, "value": b64("v")})
+        steps += [won, post(ep, "/v3/election/leader", {"name": b64("gwelect")})]
+        steps.append(post(ep, "/v3/election/proclaim", {"leader": won.json["leader"], "value": b64("w")}))
+        steps.append(post(ep, "/v3/election/proclaim", {"value": b64("w")}))
+        steps.append(post(ep, "/v3/election/resign", {"leader": won.json["leader"]}))
+        ids: dict[str, str] = {}
+        lease_hex = f"{int(lease):x}"
+        shown_steps = []
+        for r in steps:
+            body = json.loads(r.body.replace(b64(f"gwlock/{lease_hex}").encode(), b"<lock key>"))
+            body = json.loads(json.dumps(body).replace(b64(f"gwelect/{lease_hex}"), "<leader key>"))
+            shown_steps.append((r.status, r.headers, normalise(body, server, ids)))
+        answers.append(shown_steps)
+    for got, want in zip(answers[0], answers[1], strict=True):
+        assert got == want

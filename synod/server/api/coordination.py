@@ -11,9 +11,9 @@ expires while it waits, or is gone when its turn comes, fails with
 ``mutex: session is expired`` instead of answering with a lock the caller
 does not hold; a campaign likewise (``election: session is expired``).
 
-Errors: what the server answers the client (a lease not found, ...) keeps its
-code and message; the recipes' own (``election: no leader``, ``election: not
-leader``, ...) are Unknown with their text, as a Go error reaches etcd's callers.
+Errors are Unknown with their text, as etcd's services answer what its client
+or recipes return (plain Go errors by then): ``etcdserver: requested lease not
+found``, ``election: no leader``, ``election: not leader``, ...
 A call whose caller goes away stops waiting and leaves the queue.
 """
 
@@ -43,8 +43,8 @@ def _answered_as_etcd() -> Iterator[None]:
     """The client's and the recipes' exceptions as the RPC errors etcd's services answer."""
     try:
         yield
-    except EtcdError as e:
-        raise RPCError(ErrorCode(e.code, e.message)) from None
+    except EtcdError as e:  # clientv3's errors reach etcd's services as plain Go errors: Unknown
+        raise RPCError(ErrorCode(StatusCode.UNKNOWN, e.message)) from None
     except ConcurrencyError as e:
         raise RPCError(ErrorCode(StatusCode.UNKNOWN, str(e))) from None
 
