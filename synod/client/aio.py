@@ -20,10 +20,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from synod.api.etcdserverpb import rpc_pb2 as pb
+from synod.api.v3electionpb import v3election_pb2 as epb
+from synod.api.v3lockpb import v3lock_pb2 as lpb
 from synod.client import txn as t
 from synod.client.connection import DEFAULT_MAX_MESSAGE_BYTES, TLS, Connection, Options
 from synod.client.errors import EtcdError
-from synod.client.keys import Key, key_range
+from synod.client.keys import Key, key_range, to_bytes
 from synod.client.lease import KeepAlive, keep_alive_once
 from synod.client.watch import Watch, create_request
 
@@ -32,6 +34,8 @@ _LEASE = "/etcdserverpb.Lease/"
 _CLUSTER = "/etcdserverpb.Cluster/"
 _MAINT = "/etcdserverpb.Maintenance/"
 _AUTH = "/etcdserverpb.Auth/"
+_LOCK = "/v3lockpb.Lock/"
+_ELECTION = "/v3electionpb.Election/"
 
 SortOrder = int  # pb.RangeRequest.NONE / ASCEND / DESCEND
 SortTarget = int  # pb.RangeRequest.KEY / VERSION / CREATE / MOD / VALUE
@@ -273,6 +277,41 @@ class AsyncClient:
     async def alarms(self) -> pb.AlarmResponse:
         r = pb.AlarmRequest(action=pb.AlarmRequest.GET)
         return await self.conn.call(_MAINT + "Alarm", r, pb.AlarmResponse, repeatable=True)
+
+    # -- the Lock and Election services (server-side recipes) ---------------------------------------------
+
+    async def lock(self, name: Key, lease: int = 0) -> lpb.LockResponse:
+        """Wait for the lock ``name`` through the server's Lock service; held while ``lease`` lives.
+
+        ``lease`` 0: the server grants a 60 s lease nobody renews (the lock lapses with it). The
+        answer's ``key`` unlocks it. Not retried (a retried Lock could queue twice).
+        """
+        r = lpb.LockRequest(name=to_bytes(name), lease=lease)
+        return await self.conn.call(_LOCK + "Lock", r, lpb.LockResponse, repeatable=False, timeout=None)
+
+    async def unlock(self, key: Key) -> lpb.UnlockResponse:
+        r = lpb.UnlockRequest(key=to_bytes(key))
+        return await self.conn.call(_LOCK + "Unlock", r, lpb.UnlockResponse, repeatable=False)
+
+    async def campaign(self, name: Key, value: Key, lease: int) -> epb.CampaignResponse:
+        """Wait until leading the election ``name`` (Election service); the answer's ``leader`` is the
+        key that proclaims and resigns."""
+        r = epb.CampaignRequest(name=to_bytes(name), value=to_bytes(value), lease=lease)
+        return await self.conn.call(
+            _ELECTION + "Campaign", r, epb.CampaignResponse, repeatable=False, timeout=None
+        )
+
+    async def proclaim(self, leader: epb.LeaderKey, value: Key) -> epb.ProclaimResponse:
+        r = epb.ProclaimRequest(leader=leader, value=to_bytes(value))
+        return await self.conn.call(_ELECTION + "Proclaim", r, epb.ProclaimResponse, repeatable=False)
+
+    async def resign(self, leader: epb.LeaderKey) -> epb.ResignResponse:
+        r = epb.ResignRequest(leader=leader)
+        return await self.conn.call(_ELECTION + "Resign", r, epb.ResignResponse, repeatable=False)
+
+    async def election_leader(self, name: Key) -> epb.LeaderResponse:
+        r = epb.LeaderRequest(name=to_bytes(name))
+        return await self.conn.call(_ELECTION + "Leader", r, epb.LeaderResponse, repeatable=True)
 
     # -- auth --------------------------------------------------------------------------------------------
 

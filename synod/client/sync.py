@@ -17,6 +17,8 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from synod.api.etcdserverpb import rpc_pb2 as pb
+from synod.api.v3electionpb import v3election_pb2 as epb
+from synod.api.v3lockpb import v3lock_pb2 as lpb
 from synod.client.aio import AsyncClient
 from synod.client.errors import ClientClosedError, EtcdError
 from synod.client.keys import Key
@@ -169,6 +171,24 @@ class Client:
 
     def alarms(self) -> pb.AlarmResponse:
         return self._run(self.aio.alarms())
+
+    def lock(self, name: Key, lease: int = 0) -> lpb.LockResponse:
+        return self._run(self.aio.lock(name, lease))
+
+    def unlock(self, key: Key) -> lpb.UnlockResponse:
+        return self._run(self.aio.unlock(key))
+
+    def campaign(self, name: Key, value: Key, lease: int) -> epb.CampaignResponse:
+        return self._run(self.aio.campaign(name, value, lease))
+
+    def proclaim(self, leader: epb.LeaderKey, value: Key) -> epb.ProclaimResponse:
+        return self._run(self.aio.proclaim(leader, value))
+
+    def resign(self, leader: epb.LeaderKey) -> epb.ResignResponse:
+        return self._run(self.aio.resign(leader))
+
+    def election_leader(self, name: Key) -> epb.LeaderResponse:
+        return self._run(self.aio.election_leader(name))
 
     def authenticate(self) -> None:
         self._run(self.aio.authenticate())

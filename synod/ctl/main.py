@@ -47,6 +47,7 @@ from synod.ctl.gostrconv import quote
 from synod.ctl.invocation import CommandSpec, Invocation, Streams, encode
 from synod.ctl.kv import KVClient, KVError
 from synod.ctl.lease_cmd import LEASE_HELP, SUBCOMMANDS, lease_command
+from synod.ctl.lock_cmd import ELECT_FLAGS, ELECT_HELP, LOCK_FLAGS, LOCK_HELP, elect_command, lock_command
 from synod.ctl.member_cmd import MEMBER_HELP, member_command
 from synod.ctl.member_cmd import SUBCOMMANDS as MEMBER_SUBCOMMANDS
 from synod.ctl.printer import Printer
@@ -98,6 +99,8 @@ COMMANDS = {
         for name, (help, flags) in ENDPOINT_SUBCOMMANDS.items()
     },
     "move-leader": CommandSpec(MOVE_LEADER_HELP, ()),
+    "lock": CommandSpec(LOCK_HELP, LOCK_FLAGS),
+    "elect": CommandSpec(ELECT_HELP, ELECT_FLAGS),
     "version": CommandSpec(VERSION_HELP, ()),
     "help": CommandSpec(HELP_HELP, ()),
 }
@@ -258,6 +261,16 @@ def member_command_(inv: Invocation, argv: tuple[str, ...]) -> None:
 @_raw_command("endpoint")
 def endpoint_command_(inv: Invocation, argv: tuple[str, ...]) -> None:
     endpoint_command(inv, argv)
+
+
+@_raw_command("lock")
+def lock_command_(inv: Invocation, argv: tuple[str, ...]) -> None:
+    lock_command(inv, argv)
+
+
+@_raw_command("elect")
+def elect_command_(inv: Invocation, argv: tuple[str, ...]) -> None:
+    elect_command(inv, argv)
 
 
 @_raw_command("move-leader")
