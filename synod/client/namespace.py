@@ -41,6 +41,8 @@ import grpc
 
 from synod.api.etcdserverpb import rpc_pb2 as pb
 from synod.api.mvccpb import kv_pb2
+from synod.api.v3electionpb import v3election_pb2 as epb
+from synod.api.v3lockpb import v3lock_pb2 as lpb
 from synod.client.aio import AsyncClient
 from synod.client.errors import EmptyKeyError
 from synod.client.keys import FROM_KEY, Key, key_range, prefix_end, to_bytes
@@ -308,6 +310,42 @@ class NamespacedAsyncClient(AsyncClient):
         """As ``AsyncClient``'s; ``keys``: only the lease's keys in the namespace, prefix stripped."""
         resp = await self.client.lease_time_to_live(lease_id, keys=keys)
         return self.namespace.strip_lease_keys(resp)
+
+    # -- the Lock and Election services: names are key prefixes, so they live in the namespace too --------
+
+    async def lock(self, name: Key, lease: int = 0) -> lpb.LockResponse:
+        resp = await self.client.lock(self.namespace.key(name), lease)
+        resp.key = resp.key[len(self.namespace.prefix) :]
+        return resp
+
+    async def unlock(self, key: Key) -> lpb.UnlockResponse:
+        return await self.client.unlock(self.namespace.key(key))
+
+    def _leader_in(self, leader: epb.LeaderKey) -> epb.LeaderKey:
+        ns = self.namespace
+        return epb.LeaderKey(
+            name=ns.key(leader.name), key=ns.key(leader.key), rev=leader.rev, lease=leader.lease
+        )
+
+    def _leader_out(self, leader: epb.LeaderKey) -> None:
+        cut = len(self.namespace.prefix)
+        leader.name, leader.key = leader.name[cut:], leader.key[cut:]
+
+    async def campaign(self, name: Key, value: Key, lease: int) -> epb.CampaignResponse:
+        resp = await self.client.campaign(self.namespace.key(name), value, lease)
+        self._leader_out(resp.leader)
+        return resp
+
+    async def proclaim(self, leader: epb.LeaderKey, value: Key) -> epb.ProclaimResponse:
+        return await self.client.proclaim(self._leader_in(leader), value)
+
+    async def resign(self, leader: epb.LeaderKey) -> epb.ResignResponse:
+        return await self.client.resign(self._leader_in(leader))
+
+    async def election_leader(self, name: Key) -> epb.LeaderResponse:
+        resp = await self.client.election_leader(self.namespace.key(name))
+        self.namespace.strip_kvs([resp.kv])
+        return resp
 
 
 class NamespacedWatch(Watch):

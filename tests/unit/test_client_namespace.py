@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 
 from synod.api.etcdserverpb import rpc_pb2 as pb
 from synod.api.mvccpb import kv_pb2
+from synod.api.v3electionpb import v3election_pb2 as epb
+from synod.api.v3lockpb import v3lock_pb2 as lpb
 from synod.client import txn as t
 from synod.client.aio import AsyncClient
 from synod.client.errors import EmptyKeyError
@@ -240,3 +242,56 @@ def test_every_call_with_keys_is_namespaced() -> None:
         assert list(ours.parameters)[:2] == list(theirs.parameters)[:2], name
     # Every part of a Watch the wrapper does not forward would run on a Watch with no state.
     assert public(Watch) | {"next_revision", "watch_id"} <= set(vars(NamespacedWatch))
+
+
+def test_lock_and_election_names_are_namespaced() -> None:
+    """The services' names are key prefixes: a view's locks and elections live under its prefix."""
+    calls: list[tuple[str, tuple[object, ...]]] = []
+
+    class Recorder:
+        async def lock(self, name: bytes, lease: int) -> lpb.LockResponse:
+            calls.append(("lock", (name, lease)))
+            return lpb.LockResponse(key=name + b"/1f")
+
+        async def unlock(self, key: bytes) -> lpb.UnlockResponse:
+            calls.append(("unlock", (key,)))
+            return lpb.UnlockResponse()
+
+        async def campaign(self, name: bytes, value: object, lease: int) -> epb.CampaignResponse:
+            calls.append(("campaign", (name, value, lease)))
+            return epb.CampaignResponse(
+                leader=epb.LeaderKey(name=name, key=name + b"/2a", rev=5, lease=lease)
+            )
+
+        async def proclaim(self, leader: epb.LeaderKey, value: object) -> epb.ProclaimResponse:
+            calls.append(("proclaim", (leader.name, leader.key)))
+            return epb.ProclaimResponse()
+
+        async def resign(self, leader: epb.LeaderKey) -> epb.ResignResponse:
+            calls.append(("resign", (leader.name, leader.key)))
+            return epb.ResignResponse()
+
+        async def election_leader(self, name: bytes) -> epb.LeaderResponse:
+            calls.append(("leader", (name,)))
+            return epb.LeaderResponse(kv=kv_pb2.KeyValue(key=name + b"/2a"))
+
+    async def scenario() -> None:
+        view = NamespacedAsyncClient(Recorder(), "app/")  # type: ignore[arg-type]
+        held = await view.lock("job", 31)
+        assert held.key == b"job/1f"
+        await view.unlock(held.key)
+        won = await view.campaign("db", "v", 42)
+        assert (won.leader.name, won.leader.key) == (b"db", b"db/2a")
+        await view.proclaim(won.leader, "w")
+        await view.resign(won.leader)
+        assert (await view.election_leader("db")).kv.key == b"db/2a"
+
+    asyncio.run(scenario())
+    assert calls == [
+        ("lock", (b"app/job", 31)),
+        ("unlock", (b"app/job/1f",)),
+        ("campaign", (b"app/db", "v", 42)),
+        ("proclaim", (b"app/db", b"app/db/2a")),
+        ("resign", (b"app/db", b"app/db/2a")),
+        ("leader", (b"app/db",)),
+    ]
