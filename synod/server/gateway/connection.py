@@ -16,6 +16,7 @@ import email.utils
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from http import HTTPStatus
 from typing import cast
 
 import h11
@@ -236,7 +237,7 @@ class GatewayConnection(asyncio.Protocol):
         """A request h11 can't read: Go's net/http answers 400 and closes."""
         if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE) and self._exchange is None:
             status = error.error_status_hint
-            body = b"%d %s" % (status, h11._util.bytesify(_reason(status)))
+            body = b"%d %s" % (status, _reason(status).encode())
             try:
                 self.send(
                     h11.Response(
@@ -285,8 +286,6 @@ class GatewayConnection(asyncio.Protocol):
 
 
 def _reason(status: int) -> str:
-    from http import HTTPStatus
-
     try:
         return HTTPStatus(status).phrase
     except ValueError:
