@@ -87,6 +87,7 @@ AUTH_FAILED = ErrorCode(_IA, "etcdserver: authentication failed, invalid user ID
 PERMISSION_DENIED = ErrorCode(StatusCode.PERMISSION_DENIED, "etcdserver: permission denied")
 ROLE_NOT_GRANTED = ErrorCode(_FP, "etcdserver: role is not granted to the user")
 PERMISSION_NOT_GRANTED = ErrorCode(_FP, "etcdserver: permission is not granted to the role")
+PERMISSION_NOT_GIVEN = ErrorCode(_IA, "etcdserver: permission not given")  # etcd 3.5's; 3.4 crashes
 AUTH_NOT_ENABLED = ErrorCode(_FP, "etcdserver: authentication is not enabled")
 INVALID_AUTH_TOKEN = ErrorCode(StatusCode.UNAUTHENTICATED, "etcdserver: invalid auth token")
 INVALID_AUTH_MGMT = ErrorCode(_IA, "etcdserver: invalid auth management")

@@ -20,11 +20,13 @@ import lmdb
 KEY = b"key"  # revision bytes -> mvccpb.KeyValue
 META = b"meta"  # consistent index, compaction progress, member identity
 LEASE = b"lease"
-AUTH = b"auth"
+AUTH = b"auth"  # whether auth is enabled, and its revision
+AUTH_USERS = b"authUsers"  # user name -> authpb.User
+AUTH_ROLES = b"authRoles"  # role name -> authpb.Role
 MEMBERS = b"members"
 ALARM = b"alarm"
 MEMBERS_REMOVED = b"members_removed"  # IDs of removed members (never to rejoin), as etcd's bucket
-BUCKETS = (KEY, META, LEASE, AUTH, MEMBERS, MEMBERS_REMOVED, ALARM)
+BUCKETS = (KEY, META, LEASE, AUTH, AUTH_USERS, AUTH_ROLES, MEMBERS, MEMBERS_REMOVED, ALARM)
 
 DEFAULT_MAP_SIZE = 32 << 30  # address space only; the file grows with the data
 

@@ -57,6 +57,11 @@ class ServerConfig:
     grpc_engine: str = "wire"
     # etcd's --enable-grpc-gateway: the JSON gateway on the client URLs, beside gRPC (wire engine only).
     enable_grpc_gateway: bool = True
+    # Auth, as etcd's --auth-token ("simple" or "jwt,pub-key=…,priv-key=…,sign-method=…,ttl=…"),
+    # --bcrypt-cost and --auth-token-ttl (seconds a simple token lives after its last use).
+    auth_token: str = "simple"
+    bcrypt_cost: int = 10
+    auth_token_ttl: float = 300.0
 
     def __post_init__(self) -> None:
         if not self.data_dir:

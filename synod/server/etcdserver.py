@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import fcntl
 import logging
@@ -33,8 +34,12 @@ import grpc.aio
 
 from synod import rpctypes
 from synod.api.etcdserverpb import rpc_pb2 as pb
-from synod.api.etcdserverpb.raft_internal_pb2 import InternalRaftRequest
+from synod.api.etcdserverpb.raft_internal_pb2 import InternalAuthenticateRequest, InternalRaftRequest
 from synod.api.membershippb import membership_pb2 as mpb
+from synod.auth import passwords
+from synod.auth.caller import CALLER_TOKEN
+from synod.auth.store import NOBODY, SERVER, AuthInfo, AuthStore, hash_for_log
+from synod.auth.tokens import simple_token_index, token_provider
 from synod.backend import meta
 from synod.backend.backend import Backend
 from synod.lease.lessor import Lessor
@@ -65,6 +70,7 @@ from synod.raft.types import (
 from synod.rpctypes import ErrorCode, RPCError
 from synod.server import ids
 from synod.server.apply import Applier, LeaseApplier, is_txn_readonly, is_txn_serializable
+from synod.server.apply_auth import AuthApplier, auth_request_of
 from synod.server.cluster import Member, bootstrap_members, cluster_id_of, parse_initial_cluster
 from synod.server.config import ServerConfig, url_to_address
 from synod.server.membership import Membership
@@ -205,6 +211,7 @@ class EtcdServer:
         self._snapshotting = False
         self._removed = asyncio.Event()  # this member was removed from the cluster
         self._joined_members: dict[int, Member] = {}  # the cluster this new member joins
+        self.tokens = token_provider(cfg.auth_token, ttl=cfg.auth_token_ttl, clock=clock, now=now)
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -227,6 +234,7 @@ class EtcdServer:
             self.lease_applier = LeaseApplier(self.store, self.lessor)
             self.membership = Membership(self.backend)
             self.membership.bootstrap(self.members)
+            self._open_auth()
             if read is not None and not self.raft_mode:
                 # A single member's WAL holds only committed entries. A Raft member's may hold
                 # uncommitted ones: Raft hands back the committed ones once it starts.
@@ -511,6 +519,7 @@ class EtcdServer:
         self.applier = Applier(self.store, self.lessor)
         self.lease_applier = LeaseApplier(self.store, self.lessor)
         self.membership = Membership(self.backend)
+        self._open_auth()
         if self.node.leader_id == self.member_id:
             self.lessor.promote()
         pending = self.store.take_pending_compaction()
@@ -518,6 +527,14 @@ class EtcdServer:
             self._compactions.put_nowait((pending, asyncio.get_running_loop().create_future()))
         self._applied.advance(self._consistent_index)
         self.kick_watchers()
+
+    def _open_auth(self) -> None:
+        self.auth = AuthStore(self.backend)
+        self.auth_applier = AuthApplier(self.auth, self.tokens, self.lessor)
+        if self.auth.enabled:
+            self.tokens.enable()
+        else:
+            self.tokens.disable()
 
     def _learned_removed(self) -> None:
         if not self._removed.is_set():
@@ -621,6 +638,7 @@ class EtcdServer:
         """etcd's MemberAdd: a new member's ID from its peer URLs, the token and the time."""
         if not peer_urls or any(not _valid_url(u) for u in peer_urls):
             raise RPCError(rpctypes.MEMBER_BAD_URLS)
+        await self.check_admin()
         for m in self.membership.members():
             if set(m.peer_urls) & set(peer_urls):
                 raise RPCError(rpctypes.PEER_URL_EXIST)
@@ -679,6 +697,7 @@ class EtcdServer:
             raise RPCError(rpctypes.UNHEALTHY)
 
     async def member_remove(self, member_id: int) -> list[Member]:
+        await self.check_admin()
         member = self.membership.get(member_id)
         if member is None:
             raise RPCError(rpctypes.MEMBER_NOT_FOUND)
@@ -686,6 +705,7 @@ class EtcdServer:
         return await self._conf_change(ConfChangeType.REMOVE_NODE, member)
 
     async def member_update(self, member_id: int, peer_urls: list[str]) -> list[Member]:
+        await self.check_admin()
         member = self.membership.get(member_id)
         if member is None:
             raise RPCError(rpctypes.MEMBER_NOT_FOUND)
@@ -699,6 +719,7 @@ class EtcdServer:
 
     async def member_promote(self, member_id: int) -> list[Member]:
         """Make a learner a voter; only the leader can judge that it has caught up (etcd's rule)."""
+        await self.check_admin()
         member = self.membership.get(member_id)
         if member is None:
             raise RPCError(rpctypes.MEMBER_NOT_FOUND)
@@ -820,6 +841,13 @@ class EtcdServer:
         if not r.serializable:
             self.refuse_on_learner()
             await self._linearizable_read()
+        if self.auth.enabled or CALLER_TOKEN.get() is not None:
+            info = await self.auth_info() or NOBODY
+            self.auth.check_range(info, r.key, r.range_end)
+            with mvcc_errors():
+                resp = self.applier.range(r)
+            self._check_still_current(info)
+            return resp
         with mvcc_errors():
             return self.applier.range(r)
 
@@ -835,6 +863,13 @@ class EtcdServer:
         if is_txn_readonly(r):
             if not is_txn_serializable(r):
                 await self._linearizable_read()
+            if self.auth.enabled or CALLER_TOKEN.get() is not None:
+                info = await self.auth_info() or NOBODY
+                self.auth_applier.check_txn(info, r)
+                with mvcc_errors():
+                    read = self.applier.txn(r)
+                self._check_still_current(info)
+                return read
             with mvcc_errors():
                 return self.applier.txn(r)
         resp: pb.TxnResponse = await self._propose(InternalRaftRequest(txn=r))
@@ -857,6 +892,81 @@ class EtcdServer:
     async def lease_revoke(self, r: pb.LeaseRevokeRequest) -> pb.LeaseRevokeResponse:
         resp: pb.LeaseRevokeResponse = await self._propose(InternalRaftRequest(lease_revoke=r))
         return resp
+
+    # -- auth -------------------------------------------------------------------
+
+    async def auth_info(self) -> AuthInfo | None:
+        """Who the caller is, by its token (None: it gave none); raises for a token not valid here."""
+        token = CALLER_TOKEN.get()
+        if token is None:
+            return None
+        if self.tokens.simple:
+            index = simple_token_index(token)
+            if index is None:
+                raise RPCError(rpctypes.INVALID_AUTH_TOKEN)
+            if index > self._applied.applied and self.raft_mode:
+                # Issued through another member: wait until this one has applied it too.
+                try:
+                    async with asyncio.timeout(self.cfg.request_timeout):
+                        await self._applied.wait(index)
+                except TimeoutError:
+                    raise RPCError(rpctypes.INVALID_AUTH_TOKEN) from None
+        info = self.tokens.info(token, self.auth.revision)
+        if info is None:
+            raise RPCError(rpctypes.INVALID_AUTH_TOKEN)
+        return info
+
+    def _check_still_current(self, info: AuthInfo) -> None:
+        """A read served while the auth state changed may have used permissions no longer held."""
+        if info.revision and info.revision != self.auth.revision:
+            raise RPCError(rpctypes.AUTH_OLD_REVISION)
+
+    async def check_admin(self) -> None:
+        """Maintenance and membership calls need the root role once auth is enabled."""
+        if self.auth.enabled or CALLER_TOKEN.get() is not None:
+            self.auth.check_admin(await self.auth_info())
+
+    async def watch_denied(self, key: bytes, range_end: bytes) -> str:
+        """etcd's cancel reason for a watch the caller may not make ("" if it may).
+
+        A watch from a key (range end "\\0") needs read permission on all keys from
+        there; etcd 3.4 checks only the first key (docs/compatibility.md).
+        """
+        if not (self.auth.enabled or CALLER_TOKEN.get() is not None):
+            return ""
+        try:
+            self.auth.check_range(await self.auth_info() or NOBODY, key or b"\x00", range_end)
+        except RPCError as e:
+            if e.error in (rpctypes.INVALID_AUTH_TOKEN, rpctypes.AUTH_OLD_REVISION, rpctypes.USER_EMPTY):
+                return e.message
+            return rpctypes.PERMISSION_DENIED.message
+        return ""
+
+    async def auth_request(self, irr: InternalRaftRequest) -> Any:
+        """An Auth call that goes through the log as etcd's do (permissions are checked at apply)."""
+        if irr.HasField("auth_user_add"):
+            r = irr.auth_user_add
+            if not r.options.no_password:
+                r.hashedPassword = await asyncio.to_thread(hash_for_log, r.password, self.cfg.bcrypt_cost)
+            r.password = ""  # never in the log
+        elif irr.HasField("auth_user_change_password"):
+            c = irr.auth_user_change_password
+            c.hashedPassword = await asyncio.to_thread(hash_for_log, c.password, self.cfg.bcrypt_cost)
+            c.password = ""
+        return await self._propose(irr)
+
+    async def authenticate(self, r: pb.AuthenticateRequest) -> pb.AuthenticateResponse:
+        await self._linearizable_read()
+        while True:
+            hashed, revision = self.auth.password_hash(r.name)
+            if not await asyncio.to_thread(passwords.matches, hashed, r.password):
+                raise RPCError(rpctypes.AUTH_FAILED)
+            # The entry carries no password: only the token's random part.
+            request = InternalAuthenticateRequest(name=r.name, simple_token=self.tokens.prefix())
+            resp: pb.AuthenticateResponse = await self._propose(InternalRaftRequest(authenticate=request))
+            if revision == self.auth.revision:
+                return resp
+            # The user changed while the password was checked: check it again.
 
     @property
     def is_lease_primary(self) -> bool:
@@ -953,9 +1063,16 @@ class EtcdServer:
         except (TimeoutError, NoLeaderError):
             raise RPCError(rpctypes.TIMEOUT) from None
 
-    async def _propose(self, irr: InternalRaftRequest) -> Any:
+    async def _propose(self, irr: InternalRaftRequest, *, as_server: bool = False) -> Any:
+        """``as_server``: the member's own request (lease expiry), allowed whatever the auth state."""
         if self._stopped:
             raise RPCError(rpctypes.STOPPED)
+        if as_server:
+            irr.header.username, irr.header.auth_revision = SERVER.username, SERVER.revision
+        elif CALLER_TOKEN.get() is not None:
+            info = await self.auth_info()
+            if info is not None:
+                irr.header.username, irr.header.auth_revision = info.username, info.revision
         request_id = self._ids.next()
         irr.header.ID = request_id
         data = irr.SerializeToString()
@@ -1001,7 +1118,7 @@ class EtcdServer:
             if e.type != ENTRY_NORMAL:
                 continue
             irr = InternalRaftRequest.FromString(e.data)
-            self._wait.trigger(irr.header.ID, self._apply_request(irr))
+            self._wait.trigger(irr.header.ID, self._apply_request(irr, e.index))
         last = entries[-1].index
         if last > self._consistent_index:
             self._consistent_index = last
@@ -1028,9 +1145,11 @@ class EtcdServer:
         finally:
             self._snapshotting = False
 
-    def _apply_request(self, irr: InternalRaftRequest) -> Any:
+    def _apply_request(self, irr: InternalRaftRequest, index: int) -> Any:
         """The result for the waiting caller: a response, or the RPCError to answer."""
         try:
+            if self.auth.enabled:
+                self.auth_applier.check(irr)
             with mvcc_errors():
                 if irr.HasField("put"):
                     return self.applier.put(irr.put)
@@ -1051,6 +1170,9 @@ class EtcdServer:
                     a = attrs.member_attributes
                     self.membership.set_attributes(attrs.member_ID, a.name, list(a.client_urls))
                     return None
+                which = auth_request_of(irr)
+                if which is not None:
+                    return self.auth_applier.apply(which, irr, index)
         except RPCError as e:
             return e
         log.warning("ignoring an entry with no request this member knows (ID %x)", irr.header.ID)
@@ -1099,8 +1221,8 @@ class EtcdServer:
                 await asyncio.sleep(1.0)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        """Run a background proposal; its outcome is only logged."""
-        task = asyncio.create_task(coro)
+        """Run a background proposal (with no caller's token); its outcome is only logged."""
+        task = asyncio.create_task(coro, context=contextvars.Context())
         self._background.add(task)
         task.add_done_callback(self._background_done)
 
@@ -1119,7 +1241,8 @@ class EtcdServer:
         """Propose the revocation of expired leases, and the due checkpoints; returns how many revocations."""
         expired = self.lessor.expired(LEASE_REVOKE_BATCH)
         for lease_id in expired:
-            self._spawn(self._propose(InternalRaftRequest(lease_revoke=pb.LeaseRevokeRequest(ID=lease_id))))
+            revoke = InternalRaftRequest(lease_revoke=pb.LeaseRevokeRequest(ID=lease_id))
+            self._spawn(self._propose(revoke, as_server=True))
         due = self.lessor.due_checkpoints(LEASE_CHECKPOINT_BATCH)
         if due:
             cps = [pb.LeaseCheckpoint(ID=lease_id, remaining_TTL=ttl) for lease_id, ttl in due]

@@ -13,11 +13,13 @@ import os
 import signal
 import socket
 import sys
+import time
 
 import click
 import uvloop
 
 from synod import __version__
+from synod.auth.tokens import token_provider
 from synod.duration import parse_duration, to_seconds
 from synod.server.api.grpc_server import ENGINES, build_dispatcher, build_server, dispatcher_routes
 from synod.server.config import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TXN_OPS, ServerConfig
@@ -249,6 +251,27 @@ async def serve(cfg: ServerConfig) -> None:
     hidden=True,
     help="Enable the JSON gateway on the client URLs (with --grpc-engine wire).",
 )
+@click.option(
+    "--auth-token",
+    default="simple",
+    show_default=True,
+    help="Specify auth token specific options: simple, or "
+    "jwt,pub-key=<path>,priv-key=<path>,sign-method=<alg>,ttl=<duration>.",
+)
+@click.option(
+    "--bcrypt-cost",
+    default=10,
+    show_default=True,
+    type=int,
+    help="Specify bcrypt algorithm cost factor for auth password hashing.",
+)
+@click.option(
+    "--auth-token-ttl",
+    default=300,
+    show_default=True,
+    type=int,
+    help="The lifetime in seconds of the auth token.",
+)
 @click.version_option(__version__, "--version", prog_name="synod", message="synod Version: %(version)s")
 def main(
     name: str,
@@ -273,6 +296,9 @@ def main(
     frontend_procs: int,
     grpc_engine: str,
     enable_grpc_gateway: str,
+    auth_token: str,
+    bcrypt_cost: int,
+    auth_token_ttl: int,
 ) -> None:
     """synod: an etcd-compatible, strongly consistent key-value store."""
     logging.basicConfig(
@@ -304,6 +330,9 @@ def main(
             lease_checkpoint=lease_checkpoint,
             grpc_engine=grpc_engine,
             enable_grpc_gateway=enable_grpc_gateway == "true",
+            auth_token=auth_token,
+            bcrypt_cost=bcrypt_cost,
+            auth_token_ttl=auth_token_ttl,
         )
         cfg.client_addresses()
         if heartbeat_interval <= 0 or election_timeout < 5 * heartbeat_interval:
@@ -311,6 +340,8 @@ def main(
                 f"--election-timeout[{election_timeout}ms] should be at least as 5 times as "
                 f"--heartbeat-interval[{heartbeat_interval}ms]"
             )
+        # A bad --auth-token (unknown kind, unreadable or mismatched keys) stops the start, as etcd's.
+        token_provider(cfg.auth_token, ttl=cfg.auth_token_ttl, clock=time.monotonic, now=time.time)
         if cfg.watch_progress_notify_interval <= 0:
             raise ValueError("--experimental-watch-progress-notify-interval must be positive")
     except ValueError as e:

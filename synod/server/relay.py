@@ -22,12 +22,17 @@ client). The member sends at most ``STREAM_WINDOW`` messages a front end has
 not yet written to its client, so a client that does not read holds up its
 own stream, as it would in-process, and nothing else.
 
+AUTH_CALL and AUTH_OPEN are CALL and OPEN for a call that carries an auth
+token: their payload starts with the token (u16 length, then UTF-8), which
+the member serves the call with.
+
 Frames written in one event-loop turn go out in one write.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import socket
 import struct
@@ -36,14 +41,17 @@ from typing import Any
 
 from grpc import StatusCode
 
+from synod import rpctypes
+from synod.auth.caller import CALLER_TOKEN
 from synod.rpctypes import ErrorCode, RPCError
 from synod.server.api.methods import METHODS, Dispatcher, StreamHandler, not_implemented
 
 log = logging.getLogger("synod.relay")
 
-HELLO, CALL, OK, ERR, OPEN, MSG, HALF_CLOSE, END, CANCEL, CREDIT = range(10)
+HELLO, CALL, OK, ERR, OPEN, MSG, HALF_CLOSE, END, CANCEL, CREDIT, AUTH_CALL, AUTH_OPEN = range(12)
 STREAM_WINDOW = 64
 _U32 = struct.Struct(">I")
+_U16 = struct.Struct(">H")
 _END_OK = b"\x00"
 
 _HEADER = struct.Struct(">IBIH")
@@ -55,6 +63,18 @@ UNAVAILABLE = ErrorCode(StatusCode.UNAVAILABLE, "synod: the member is not reacha
 
 def frame(kind: int, call_id: int, method_id: int, payload: bytes) -> bytes:
     return _HEADER.pack(_REST + len(payload), kind, call_id, method_id) + payload
+
+
+def with_token(token: str, payload: bytes) -> bytes:
+    raw = token.encode()
+    if len(raw) > 0xFFFF:
+        raise RPCError(rpctypes.INVALID_AUTH_TOKEN)  # longer than any token a member issues
+    return _U16.pack(len(raw)) + raw + payload
+
+
+def split_token(payload: bytes) -> tuple[str, bytes]:
+    (n,) = _U16.unpack_from(payload)
+    return payload[2 : 2 + n].decode(errors="replace"), payload[2 + n :]
 
 
 def error_payload(e: RPCError) -> bytes:
@@ -169,6 +189,11 @@ class MemberSide(_Framed):
             self._start(self._serve(call_id, method_id, payload))
         elif kind == OPEN:
             self._open(call_id, method_id)
+        elif kind == AUTH_CALL:
+            token, request = split_token(payload)
+            self._start(self._serve(call_id, method_id, request), token)
+        elif kind == AUTH_OPEN:
+            self._open(call_id, method_id, split_token(payload)[0])
         elif (stream := self._streams.get(call_id)) is not None:
             if kind == MSG:
                 stream.requests.put_nowait(payload)
@@ -179,8 +204,12 @@ class MemberSide(_Framed):
             elif kind == CANCEL and stream.task is not None:
                 stream.task.cancel()
 
-    def _start(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = self._loop.create_task(coro)
+    def _start(self, coro: Coroutine[Any, Any, None], token: str | None = None) -> asyncio.Task[None]:
+        """Serve a call in a task of its own, as the caller's token (if any) says."""
+        context = contextvars.copy_context()
+        if token is not None:
+            context.run(CALLER_TOKEN.set, token)
+        task = self._loop.create_task(coro, context=context)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -196,7 +225,7 @@ class MemberSide(_Framed):
         else:
             self.send(frame(OK, call_id, method_id, response))
 
-    def _open(self, call_id: int, method_id: int) -> None:
+    def _open(self, call_id: int, method_id: int, token: str | None = None) -> None:
         method = METHODS[method_id]
         serve = self._dispatcher.stream_handler(method)
         if serve is None:
@@ -204,7 +233,7 @@ class MemberSide(_Framed):
             return
         stream = _MemberStream(self, call_id, method_id)
         self._streams[call_id] = stream
-        stream.task = self._start(self._serve_stream(stream, serve))
+        stream.task = self._start(self._serve_stream(stream, serve), token)
 
     async def _serve_stream(self, stream: _MemberStream, serve: StreamHandler) -> None:
         try:
@@ -257,14 +286,22 @@ class FrontEndSide(_Framed):
         call_id = self._call_id()
         fut: asyncio.Future[bytes] = self._loop.create_future()
         self._pending[call_id] = fut
-        self.send(frame(CALL, call_id, method_id, request))
+        token = CALLER_TOKEN.get()
+        if token is None:
+            self.send(frame(CALL, call_id, method_id, request))
+        else:
+            self.send(frame(AUTH_CALL, call_id, method_id, with_token(token, request)))
         return fut
 
     def open_stream(self, method_id: int) -> tuple[int, asyncio.Queue[bytes | RPCError | None]]:
         call_id = self._call_id()
         incoming: asyncio.Queue[bytes | RPCError | None] = asyncio.Queue()
         self._streams[call_id] = incoming
-        self.send(frame(OPEN, call_id, method_id, b""))
+        token = CALLER_TOKEN.get()
+        if token is None:
+            self.send(frame(OPEN, call_id, method_id, b""))
+        else:
+            self.send(frame(AUTH_OPEN, call_id, method_id, with_token(token, b"")))
         return call_id, incoming
 
     def stream_frame(self, kind: int, call_id: int, method_id: int, payload: bytes = b"") -> None:

@@ -23,7 +23,9 @@ from grpc import StatusCode
 from grpc_health.v1 import _async as health_async
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from synod.auth.caller import CALLER_TOKEN
 from synod.rpctypes import ErrorCode, RPCError
+from synod.server.api.auth import AuthService
 from synod.server.api.cluster import SERVER_VERSION, ClusterService
 from synod.server.api.coordination import CoordinationService
 from synod.server.api.header import Header
@@ -57,10 +59,17 @@ def build_dispatcher(etcd: EtcdServer) -> Dispatcher:
     watch = WatchService(etcd, etcd.cfg.watch_progress_notify_interval)
     cluster = ClusterService(etcd, header)
     maintenance = MaintenanceService(etcd, header)
+    auth = AuthService(etcd, header)
     # Lock and Election call the member's own services, as etcd wires its server to itself.
     channel = InProcessChannel()
     coordination = CoordinationService(inprocess_client(channel), header)
-    unary = {**kv.handlers(), **lease.handlers(), **cluster.handlers(), **maintenance.handlers()}
+    unary = {
+        **kv.handlers(),
+        **lease.handlers(),
+        **cluster.handlers(),
+        **maintenance.handlers(),
+        **auth.handlers(),
+    }
     streams = {**lease.streams(), **watch.streams(), **maintenance.streams()}
     dispatcher = Dispatcher(
         gate_unary(etcd, {**unary, **coordination.handlers()}),
@@ -217,6 +226,17 @@ def _unimplemented_handler(method: Method) -> grpc.RpcMethodHandler[Any, Any]:
     return grpc.stream_stream_rpc_method_handler(streaming)
 
 
+def _take_token(context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    """Serve the call as its token says (grpc.aio runs each call in a task of its own)."""
+    found: dict[str, str] = {}
+    for key, value in context.invocation_metadata() or ():
+        if key in ("token", "authorization") and key not in found and isinstance(value, str):
+            found[key] = value
+    token = found.get("token", found.get("authorization"))
+    if token is not None:
+        CALLER_TOKEN.set(token)
+
+
 async def _checked(requests: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
     async for request in requests:
         _check_size(request, limit)
@@ -234,6 +254,7 @@ def _grpcio_handler(method: Method, route: Route, limit: int) -> grpc.RpcMethodH
 
         async def unary(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
             try:
+                _take_token(context)
                 _check_size(request, limit)
                 return await call(request)
             except RPCError as e:
@@ -246,6 +267,7 @@ def _grpcio_handler(method: Method, route: Route, limit: int) -> grpc.RpcMethodH
 
     async def run(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]) -> None:
         try:
+            _take_token(context)
             await serve(_checked(requests, limit), context.write)
         except RPCError as e:
             await context.abort(e.code, e.message)

@@ -81,8 +81,14 @@ class WatchService:
 
     @staticmethod
     async def _read(requests: AsyncIterator[bytes], stream: WatchStream) -> None:
+        server = stream._server
         async for raw in requests:
-            stream.handle(pb.WatchRequest.FromString(raw))
+            req = pb.WatchRequest.FromString(raw)
+            denied = ""
+            if req.HasField("create_request"):
+                cr = req.create_request
+                denied = await server.watch_denied(cr.key, cr.range_end)
+            stream.handle(req, denied)
 
     def header(self, revision: int) -> bytes:
         """The encoded response header at ``revision`` (the last one is cached: many watchers share it)."""
@@ -122,10 +128,11 @@ class WatchStream:
 
     # -- requests ---------------------------------------------------------------
 
-    def handle(self, req: pb.WatchRequest) -> None:
+    def handle(self, req: pb.WatchRequest, denied: str = "") -> None:
+        """``denied``: why auth refuses this create request (etcd's cancel reason)."""
         which = req.WhichOneof("request_union")
         if which == "create_request":
-            self._create(req.create_request)
+            self._create(req.create_request, denied)
         elif which == "cancel_request":
             self._cancel(req.cancel_request.watch_id)
         elif which == "progress_request":
@@ -134,13 +141,15 @@ class WatchStream:
             else:
                 self._service.wait_progress(self)
 
-    def _create(self, cr: pb.WatchCreateRequest) -> None:
+    def _create(self, cr: pb.WatchCreateRequest, denied: str = "") -> None:
         key = cr.key or b"\x00"
         end: bytes | None = None if not cr.range_end else b"" if cr.range_end == b"\x00" else cr.range_end
         rev = self._server.revision
         error = ""
         watch_id = cr.watch_id
-        if end and key >= end:
+        if denied:
+            error = denied
+        elif end and key >= end:
             error = ERR_EMPTY_RANGE
         elif watch_id == 0:  # the server picks
             while self._next_id in self._watchers:

@@ -25,6 +25,7 @@ from grpc import StatusCode
 
 from synod import ETCD_API_VERSION, __version__
 from synod.api.etcdserverpb import rpc_pb2 as pb
+from synod.auth.caller import CALLER_TOKEN
 from synod.rpctypes import RPCError
 from synod.server.api.methods import BY_PATH, Method
 from synod.server.gateway import gojson, jsonpb
@@ -82,6 +83,13 @@ class Gateway:
     # -- gRPC methods -------------------------------------------------------------------------------
 
     async def _call(self, ex: Exchange, method: Method) -> None:
+        # grpc-gateway passes "Authorization" on as metadata "authorization", and any
+        # "Grpc-Metadata-<name>" header as metadata "<name>"; etcd reads "token" first.
+        token = ex.header(b"grpc-metadata-token")
+        if token is None:
+            token = ex.header(b"authorization")
+        if token is not None:
+            CALLER_TOKEN.set(token.decode("utf-8", "replace"))  # this exchange's task alone
         found = self._resolve(method.path.encode())
         if isinstance(found, RPCError):
             await _drain(ex)

@@ -33,6 +33,7 @@ import h2.settings
 import h2.stream
 from grpc import StatusCode
 
+from synod.auth.caller import CALLER_TOKEN
 from synod.rpctypes import ErrorCode, RPCError
 from synod.server.api.methods import StreamHandler
 from synod.server.wire.messages import MessageReader, check_encoding, frame, status_headers
@@ -88,6 +89,7 @@ class _Call:
         "route",
         "started",
         "task",
+        "token",
     )
 
     def __init__(self, conn: GrpcConnection, stream_id: int, route: Route, reader: MessageReader) -> None:
@@ -105,6 +107,7 @@ class _Call:
         self.reset = False
         self.started = False
         self.task: asyncio.Task[None] | None = None
+        self.token: str | None = None  # the caller's auth token (metadata "token" or "authorization")
 
     # -- inbound ----------------------------------------------------------------
 
@@ -295,11 +298,17 @@ class GrpcConnection(asyncio.Protocol):
         sid = event.stream_id
         path = b""
         encoding: bytes | None = None
+        token: bytes | None = None
+        gateway_token: bytes | None = None
         for name, value in event.headers or ():
             if name == b":path":
                 path = bytes(value)
             elif name == b"grpc-encoding":
                 encoding = bytes(value)
+            elif name == b"token":
+                token = bytes(value)
+            elif name == b"authorization":
+                gateway_token = bytes(value)
         route = self._resolve(path) if not self._closing else _unavailable()
         try:
             if isinstance(route, RPCError):
@@ -309,6 +318,8 @@ class GrpcConnection(asyncio.Protocol):
             self._refuse(sid, e)
             return
         call = _Call(self, sid, route, MessageReader(self._limit, encoding))
+        if token is not None or gateway_token is not None:
+            call.token = (token if token is not None else gateway_token or b"").decode("utf-8", "replace")
         self._calls[sid] = call
         self.idle.clear()
         if route.client_streaming:
@@ -375,6 +386,8 @@ class GrpcConnection(asyncio.Protocol):
     async def _run(self, call: _Call, request: bytes | None) -> None:
         route = call.route
         code, message, response = StatusCode.OK, "", None
+        if call.token is not None:
+            CALLER_TOKEN.set(call.token)  # this task's own context: the call's alone
         try:
             try:
                 if route.unary is not None:

@@ -1,0 +1,1 @@
+"""etcd's auth: users, roles and key permissions (``store``), tokens (``tokens``), passwords."""
