@@ -18,6 +18,13 @@ class ErrorCode:
     code: StatusCode
     message: str
 
+    def go_text(self) -> str:
+        """The error as grpc-go's ``status.Error`` prints it (etcd puts that in watch cancel reasons)."""
+        name = "Canceled" if self.code is StatusCode.CANCELLED else "".join(
+            w.capitalize() for w in self.code.name.split("_")
+        )
+        return f"rpc error: code = {name} desc = {self.message}"
+
 
 class RPCError(Exception):
     """Raised anywhere below the services; answered to the client as ``error``."""

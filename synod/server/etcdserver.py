@@ -938,8 +938,8 @@ class EtcdServer:
             self.auth.check_range(await self.auth_info() or NOBODY, key or b"\x00", range_end)
         except RPCError as e:
             if e.error in (rpctypes.INVALID_AUTH_TOKEN, rpctypes.AUTH_OLD_REVISION, rpctypes.USER_EMPTY):
-                return e.message
-            return rpctypes.PERMISSION_DENIED.message
+                return e.error.go_text()
+            return rpctypes.PERMISSION_DENIED.go_text()
         return ""
 
     async def auth_request(self, irr: InternalRaftRequest) -> Any:
