@@ -25,7 +25,7 @@ from synod.api.v3lockpb import v3lock_pb2 as lpb
 from synod.api.v3lockpb import v3lock_pb2_grpc
 from synod.client.errors import EtcdError
 from tests.support.http_json import post
-from tests.support.servers import ServerProcess, wait_until
+from tests.support.servers import ClusterProcesses, ServerProcess, wait_until
 
 FAST = ("--bcrypt-cost", "4")
 Metadata = tuple[tuple[str, str], ...]
@@ -245,3 +245,26 @@ def test_the_gateway_reads_the_token_from_authorization(
     assert json.loads(denied.body)["message"] == "etcdserver: permission denied"
     nobody = post(server.endpoint, "/v3/kv/range", {"key": key})
     assert nobody.status == 400 and nobody.json["message"] == "etcdserver: user name is empty"
+
+
+def test_a_cluster_shares_users_and_simple_tokens(tmp_path: Path) -> None:
+    cluster = ClusterProcesses("synod", tmp_path, extra_args=list(FAST)).start()
+    try:
+        first, second, third = (Stubs(m.endpoint) for m in cluster.members)
+        root = set_up(first)
+        # A token issued through one member works on the others as soon as they have applied it
+        # (a member that has not yet waits for it), for writes proposed there and for reads.
+        reader = second.token("reader", "pw")
+        third_root = third.token("root", "rootpw")
+        third.kv.Put(pb.PutRequest(key=b"b", value=b"from-third"), metadata=third_root)
+        assert first.kv.Range(pb.RangeRequest(key=b"b"), metadata=reader).kvs[0].value == b"from-third"
+        assert third.kv.Range(pb.RangeRequest(key=b"b"), metadata=reader).count == 1
+        assert code_of(lambda: first.kv.Put(pb.PutRequest(key=b"b", value=b"x"), metadata=reader)) == DENIED
+        # A change through one member applies on every member: the reader loses its role.
+        second.auth.UserRevokeRole(pb.AuthUserRevokeRoleRequest(name="reader", role="r"), metadata=root)
+        reader = third.token("reader", "pw")
+        assert code_of(lambda: third.kv.Range(pb.RangeRequest(key=b"b"), metadata=reader)) == DENIED
+        for s in (first, second, third):
+            s.channel.close()
+    finally:
+        cluster.kill()
