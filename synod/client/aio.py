@@ -17,15 +17,18 @@ import random
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
+from google.protobuf.message import Message
+
+from synod.api.authpb.auth_pb2 import Permission
 from synod.api.etcdserverpb import rpc_pb2 as pb
 from synod.api.v3electionpb import v3election_pb2 as epb
 from synod.api.v3lockpb import v3lock_pb2 as lpb
 from synod.client import txn as t
 from synod.client.connection import DEFAULT_MAX_MESSAGE_BYTES, TLS, Connection, Options
 from synod.client.errors import EtcdError
-from synod.client.keys import Key, key_range, to_bytes
+from synod.client.keys import Key, key_range, prefix_end, to_bytes
 from synod.client.lease import KeepAlive, keep_alive_once
 from synod.client.watch import Watch, create_request
 
@@ -34,6 +37,17 @@ _LEASE = "/etcdserverpb.Lease/"
 _CLUSTER = "/etcdserverpb.Cluster/"
 _MAINT = "/etcdserverpb.Maintenance/"
 _AUTH = "/etcdserverpb.Auth/"
+M = TypeVar("M", bound=Message)
+_PERM_TYPES = {"read": Permission.READ, "write": Permission.WRITE, "readwrite": Permission.READWRITE}
+
+
+def _perm_range(key: Key, range_end: Key, prefix: bool) -> tuple[bytes, bytes]:
+    begin = to_bytes(key)
+    if prefix:
+        return begin, prefix_end(begin)
+    return begin, to_bytes(range_end)
+
+
 _LOCK = "/v3lockpb.Lock/"
 _ELECTION = "/v3electionpb.Election/"
 
@@ -277,6 +291,81 @@ class AsyncClient:
     async def alarms(self) -> pb.AlarmResponse:
         r = pb.AlarmRequest(action=pb.AlarmRequest.GET)
         return await self.conn.call(_MAINT + "Alarm", r, pb.AlarmResponse, repeatable=True)
+
+    # -- auth (clientv3's Auth: users, roles, permissions) ------------------------------------------------
+
+    async def _auth(self, name: str, request: Any, response: type[M], *, repeatable: bool = False) -> M:
+        return await self.conn.call(_AUTH + name, request, response, repeatable=repeatable)
+
+    async def auth_enable(self) -> pb.AuthEnableResponse:
+        """Turn auth on (needs a user ``root`` with the role ``root``)."""
+        return await self._auth("AuthEnable", pb.AuthEnableRequest(), pb.AuthEnableResponse)
+
+    async def auth_disable(self) -> pb.AuthDisableResponse:
+        return await self._auth("AuthDisable", pb.AuthDisableRequest(), pb.AuthDisableResponse)
+
+    async def user_add(
+        self, name: str, password: str = "", *, no_password: bool = False
+    ) -> pb.AuthUserAddResponse:
+        r = pb.AuthUserAddRequest(name=name, password=password)
+        r.options.no_password = no_password
+        return await self._auth("UserAdd", r, pb.AuthUserAddResponse)
+
+    async def user_delete(self, name: str) -> pb.AuthUserDeleteResponse:
+        r = pb.AuthUserDeleteRequest(name=name)
+        return await self._auth("UserDelete", r, pb.AuthUserDeleteResponse)
+
+    async def user_change_password(self, name: str, password: str) -> pb.AuthUserChangePasswordResponse:
+        r = pb.AuthUserChangePasswordRequest(name=name, password=password)
+        return await self._auth("UserChangePassword", r, pb.AuthUserChangePasswordResponse)
+
+    async def user_grant_role(self, user: str, role: str) -> pb.AuthUserGrantRoleResponse:
+        r = pb.AuthUserGrantRoleRequest(user=user, role=role)
+        return await self._auth("UserGrantRole", r, pb.AuthUserGrantRoleResponse)
+
+    async def user_revoke_role(self, name: str, role: str) -> pb.AuthUserRevokeRoleResponse:
+        r = pb.AuthUserRevokeRoleRequest(name=name, role=role)
+        return await self._auth("UserRevokeRole", r, pb.AuthUserRevokeRoleResponse)
+
+    async def user_get(self, name: str) -> pb.AuthUserGetResponse:
+        r = pb.AuthUserGetRequest(name=name)
+        return await self._auth("UserGet", r, pb.AuthUserGetResponse, repeatable=True)
+
+    async def user_list(self) -> pb.AuthUserListResponse:
+        r = pb.AuthUserListRequest()
+        return await self._auth("UserList", r, pb.AuthUserListResponse, repeatable=True)
+
+    async def role_add(self, name: str) -> pb.AuthRoleAddResponse:
+        return await self._auth("RoleAdd", pb.AuthRoleAddRequest(name=name), pb.AuthRoleAddResponse)
+
+    async def role_delete(self, role: str) -> pb.AuthRoleDeleteResponse:
+        r = pb.AuthRoleDeleteRequest(role=role)
+        return await self._auth("RoleDelete", r, pb.AuthRoleDeleteResponse)
+
+    async def role_get(self, role: str) -> pb.AuthRoleGetResponse:
+        r = pb.AuthRoleGetRequest(role=role)
+        return await self._auth("RoleGet", r, pb.AuthRoleGetResponse, repeatable=True)
+
+    async def role_list(self) -> pb.AuthRoleListResponse:
+        r = pb.AuthRoleListRequest()
+        return await self._auth("RoleList", r, pb.AuthRoleListResponse, repeatable=True)
+
+    async def role_grant_permission(
+        self, role: str, key: Key, range_end: Key = b"", *, perm: str = "readwrite", prefix: bool = False
+    ) -> pb.AuthRoleGrantPermissionResponse:
+        """Let ``role`` ``perm`` ("read", "write" or "readwrite") the key, the range up to
+        ``range_end`` ("\\0": every key from ``key``), or with ``prefix`` every key under it."""
+        begin, end = _perm_range(key, range_end, prefix)
+        r = pb.AuthRoleGrantPermissionRequest(name=role)
+        r.perm.key, r.perm.range_end, r.perm.permType = begin, end, _PERM_TYPES[perm]
+        return await self._auth("RoleGrantPermission", r, pb.AuthRoleGrantPermissionResponse)
+
+    async def role_revoke_permission(
+        self, role: str, key: Key, range_end: Key = b"", *, prefix: bool = False
+    ) -> pb.AuthRoleRevokePermissionResponse:
+        begin, end = _perm_range(key, range_end, prefix)
+        r = pb.AuthRoleRevokePermissionRequest(role=role, key=begin, range_end=end)
+        return await self._auth("RoleRevokePermission", r, pb.AuthRoleRevokePermissionResponse)
 
     # -- the Lock and Election services (server-side recipes) ---------------------------------------------
 

@@ -172,6 +172,57 @@ class Client:
     def alarms(self) -> pb.AlarmResponse:
         return self._run(self.aio.alarms())
 
+    # -- auth ----------------------------------------------------------------------------------------
+
+    def auth_enable(self) -> pb.AuthEnableResponse:
+        return self._run(self.aio.auth_enable())
+
+    def auth_disable(self) -> pb.AuthDisableResponse:
+        return self._run(self.aio.auth_disable())
+
+    def user_add(self, name: str, password: str = "", *, no_password: bool = False) -> pb.AuthUserAddResponse:
+        return self._run(self.aio.user_add(name, password, no_password=no_password))
+
+    def user_delete(self, name: str) -> pb.AuthUserDeleteResponse:
+        return self._run(self.aio.user_delete(name))
+
+    def user_change_password(self, name: str, password: str) -> pb.AuthUserChangePasswordResponse:
+        return self._run(self.aio.user_change_password(name, password))
+
+    def user_grant_role(self, user: str, role: str) -> pb.AuthUserGrantRoleResponse:
+        return self._run(self.aio.user_grant_role(user, role))
+
+    def user_revoke_role(self, name: str, role: str) -> pb.AuthUserRevokeRoleResponse:
+        return self._run(self.aio.user_revoke_role(name, role))
+
+    def user_get(self, name: str) -> pb.AuthUserGetResponse:
+        return self._run(self.aio.user_get(name))
+
+    def user_list(self) -> pb.AuthUserListResponse:
+        return self._run(self.aio.user_list())
+
+    def role_add(self, name: str) -> pb.AuthRoleAddResponse:
+        return self._run(self.aio.role_add(name))
+
+    def role_delete(self, role: str) -> pb.AuthRoleDeleteResponse:
+        return self._run(self.aio.role_delete(role))
+
+    def role_get(self, role: str) -> pb.AuthRoleGetResponse:
+        return self._run(self.aio.role_get(role))
+
+    def role_list(self) -> pb.AuthRoleListResponse:
+        return self._run(self.aio.role_list())
+
+    def role_grant_permission(
+        self, role: str, key: Key, range_end: Key = b"", *, perm: str = "readwrite", prefix: bool = False
+    ) -> pb.AuthRoleGrantPermissionResponse:
+        return self._run(self.aio.role_grant_permission(role, key, range_end, perm=perm, prefix=prefix))
+
+    def role_revoke_permission(
+        self, role: str, key: Key, range_end: Key = b"", *, prefix: bool = False
+    ) -> pb.AuthRoleRevokePermissionResponse:
+        return self._run(self.aio.role_revoke_permission(role, key, range_end, prefix=prefix))
+
     def lock(self, name: Key, lease: int = 0) -> lpb.LockResponse:
         return self._run(self.aio.lock(name, lease))
 

@@ -268,3 +268,36 @@ def test_a_cluster_shares_users_and_simple_tokens(tmp_path: Path) -> None:
             s.channel.close()
     finally:
         cluster.kill()
+
+
+def test_the_client_library_manages_users_and_roles(start_server: Callable[..., ServerProcess]) -> None:
+    server = start_server("synod", *FAST)
+
+    async def scenario() -> None:
+        async with AsyncClient(server.endpoint) as c:
+            await c.user_add("root", "rootpw")
+            await c.user_grant_role("root", "root")
+            await c.user_add("svc", no_password=True)
+            await c.role_add("svc")
+            await c.role_grant_permission("svc", "svc/", prefix=True, perm="readwrite")
+            await c.role_grant_permission("svc", "config", perm="read")
+            await c.user_grant_role("svc", "svc")
+            got = await c.role_get("svc")
+            assert [(p.key, p.range_end, p.permType) for p in got.perm] == [
+                (b"config", b"", apb.Permission.READ),
+                (b"svc/", b"svc0", apb.Permission.READWRITE),
+            ]
+            assert list((await c.user_get("svc")).roles) == ["svc"]
+            await c.auth_enable()
+        async with AsyncClient(server.endpoint, user="root", password="rootpw") as root:
+            assert list((await root.user_list()).users) == ["root", "svc"]
+            await root.role_revoke_permission("svc", "config")
+            await root.user_revoke_role("svc", "svc")
+            await root.role_delete("svc")
+            assert list((await root.role_list()).roles) == []  # "root" needs no role entry
+            await root.user_delete("svc")
+            await root.user_change_password("root", "newpw")  # which ends this client's token
+        async with AsyncClient(server.endpoint, user="root", password="newpw") as root:
+            await root.auth_disable()
+
+    asyncio.run(scenario())

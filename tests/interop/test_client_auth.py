@@ -1,6 +1,6 @@
-"""The client's authentication, against a real etcd 3.4 (synod answers the Auth service
-``UNIMPLEMENTED`` so far: docs/compatibility.md). A restart drops etcd's simple tokens:
-the client must get a new one, for unary calls and for the streams it resumes."""
+"""The client's authentication, against a real etcd 3.4 and against synod. A restart drops
+simple tokens: the client must get a new one, for unary calls and for the streams it resumes;
+so does a token unused for longer than ``--auth-token-ttl``."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ def enable_auth(server: ServerProcess) -> None:
 
 
 @pytest.mark.parametrize("kind", ["sync"])  # the other client in the next test
-def test_auth_across_a_restart(etcd: ServerProcess, kind: str) -> None:
+def test_auth_across_a_restart(any_server: ServerProcess, kind: str) -> None:
+    etcd = any_server
     enable_auth(etcd)
 
     async def body() -> None:
@@ -62,9 +63,12 @@ def test_auth_across_a_restart(etcd: ServerProcess, kind: str) -> None:
     run(body())
 
 
+@pytest.mark.parametrize("server", ["etcd", "synod"])
 @pytest.mark.parametrize("kind", ["async"])
-def test_an_expired_token_is_replaced(start_server: Callable[..., ServerProcess], kind: str) -> None:
-    etcd = start_server("etcd", "--auth-token-ttl", "1")
+def test_an_expired_token_is_replaced(
+    start_server: Callable[..., ServerProcess], kind: str, server: str
+) -> None:
+    etcd = start_server(server, "--auth-token-ttl", "1")
     enable_auth(etcd)
 
     async def body() -> None:
@@ -82,13 +86,14 @@ def test_an_expired_token_is_replaced(start_server: Callable[..., ServerProcess]
     run(body())
 
 
+@pytest.mark.parametrize("server", ["etcd", "synod"])
 @pytest.mark.parametrize("kind", ["sync"])
 def test_a_watch_refused_for_an_expired_token_authenticates_again(
-    start_server: Callable[..., ServerProcess], kind: str
+    start_server: Callable[..., ServerProcess], kind: str, server: str
 ) -> None:
     """etcd cancels a watch created with an expired token ("... invalid auth token"), where a
     unary call gets the error: the watch, too, gets a new token and is created."""
-    etcd = start_server("etcd", "--auth-token-ttl", "1")
+    etcd = start_server(server, "--auth-token-ttl", "1")
     enable_auth(etcd)
 
     async def body() -> None:
