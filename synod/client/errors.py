@@ -157,6 +157,9 @@ class PermissionDeniedError(EtcdError): ...
 class RoleNotGrantedError(EtcdError): ...
 
 
+class PermissionNotGivenError(EtcdError): ...
+
+
 class PermissionNotGrantedError(EtcdError): ...
 
 
@@ -240,6 +243,7 @@ _BY_ERROR: dict[ErrorCode, type[EtcdError]] = {
     rpctypes.PERMISSION_DENIED: PermissionDeniedError,
     rpctypes.ROLE_NOT_GRANTED: RoleNotGrantedError,
     rpctypes.PERMISSION_NOT_GRANTED: PermissionNotGrantedError,
+    rpctypes.PERMISSION_NOT_GIVEN: PermissionNotGivenError,
     rpctypes.AUTH_NOT_ENABLED: AuthNotEnabledError,
     rpctypes.INVALID_AUTH_TOKEN: InvalidAuthTokenError,
     rpctypes.INVALID_AUTH_MGMT: InvalidAuthMgmtError,

@@ -224,6 +224,11 @@ KEYLESS = {
     "close", "compact", "lease_grant", "lease_revoke", "leases", "lease_keep_alive_once", "keep_alive",
     "member_list", "member_add", "member_remove", "member_update", "member_promote",
     "status", "hash_kv", "move_leader", "alarms", "authenticate",
+    # Auth is not namespaced (as clientv3/namespace): users, roles and permissions are the
+    # cluster's, and a permission names the keys as the server stores them.
+    "auth_enable", "auth_disable", "user_add", "user_delete", "user_change_password",
+    "user_grant_role", "user_revoke_role", "user_get", "user_list",
+    "role_add", "role_delete", "role_get", "role_list", "role_grant_permission", "role_revoke_permission",
 }  # fmt: skip
 
 
