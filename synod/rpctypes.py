@@ -20,8 +20,10 @@ class ErrorCode:
 
     def go_text(self) -> str:
         """The error as grpc-go's ``status.Error`` prints it (etcd puts that in watch cancel reasons)."""
-        name = "Canceled" if self.code is StatusCode.CANCELLED else "".join(
-            w.capitalize() for w in self.code.name.split("_")
+        name = (
+            "Canceled"
+            if self.code is StatusCode.CANCELLED
+            else "".join(w.capitalize() for w in self.code.name.split("_"))
         )
         return f"rpc error: code = {name} desc = {self.message}"
 
