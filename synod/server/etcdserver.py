@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 import grpc
 import grpc.aio
+from grpc import StatusCode
 
 from synod import rpctypes
 from synod.api.etcdserverpb import rpc_pb2 as pb
@@ -78,6 +79,14 @@ from synod.server.wait import AppliedWait, Wait
 from synod.wal.wal import WAL, Entry, HardState, RaftSnapshotMark, ReadResult, WALCorrupt
 
 log = logging.getLogger("synod.server")
+
+# etcd's auth store errors in their own words (what its Maintenance service answers with).
+_AUTH_WORDS = {
+    rpctypes.USER_EMPTY: "auth: user name is empty",
+    rpctypes.USER_NOT_FOUND: "auth: user not found",
+    rpctypes.PERMISSION_DENIED: "auth: permission denied",
+    rpctypes.INVALID_AUTH_TOKEN: "auth: invalid auth token",
+}
 
 _IDENTITY = struct.Struct(">QQ")  # WAL metadata: member ID, cluster ID (then b"raft" for a Raft member)
 _RAFT_MODE = b"raft"
@@ -921,10 +930,20 @@ class EtcdServer:
         if info.revision and info.revision != self.auth.revision:
             raise RPCError(rpctypes.AUTH_OLD_REVISION)
 
-    async def check_admin(self) -> None:
-        """Maintenance and membership calls need the root role once auth is enabled."""
+    async def check_admin(self, *, auth_words: bool = False) -> None:
+        """Maintenance and membership calls need the root role once auth is enabled.
+
+        ``auth_words``: refuse as etcd's Maintenance service does, with its auth store's own
+        error (code Unknown, "auth: permission denied"), not the gRPC error the others map it to.
+        """
         if self.auth.enabled or CALLER_TOKEN.get() is not None:
-            self.auth.check_admin(await self.auth_info())
+            try:
+                self.auth.check_admin(await self.auth_info())
+            except RPCError as e:
+                raw = _AUTH_WORDS.get(e.error) if auth_words else None
+                if raw is None:
+                    raise
+                raise RPCError(ErrorCode(StatusCode.UNKNOWN, raw)) from None
 
     async def watch_denied(self, key: bytes, range_end: bytes) -> str:
         """etcd's cancel reason for a watch the caller may not make ("" if it may).

@@ -16,11 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
-from google.protobuf import json_format
 
-from synod.server.gateway.paths import method_for
 from tests.support.http_json import Reply, Stream, b64, post
 from tests.support.servers import ServerProcess
 
@@ -452,37 +449,3 @@ def test_lock_and_election_over_json(pair: Pair) -> None:
         answers.append(shown_steps)
     for got, want in zip(answers[0], answers[1], strict=True):
         assert got == want
-
-
-AUTH_CALLS = [
-    ("/v3/auth/authenticate", {"name": "root", "password": "x"}),
-    ("/v3/auth/user/list", {}),
-    ("/v3/auth/user/add", {"name": "gw-user", "password": "pw"}),
-    ("/v3/auth/user/get", {"name": "gw-user"}),
-    ("/v3/auth/role/list", {}),
-    ("/v3/auth/role/add", {"name": "gw-role"}),
-]
-
-
-@pytest.mark.parametrize(("path", "body"), AUTH_CALLS, ids=[p for p, _ in AUTH_CALLS])
-def test_auth_paths_answer_as_grpc_does(pair: Pair, path: str, body: dict[str, Any]) -> None:
-    """synod has no Auth service yet: its gateway paths answer what gRPC answers (Unimplemented,
-    HTTP 501), and start working when the service lands (the paths map onto the methods)."""
-    method = method_for(path)
-    assert method is not None and method.service == "etcdserverpb.Auth"
-    with grpc.insecure_channel(pair.synod.endpoint) as ch:
-        call = ch.unary_unary(method.path, method.request.SerializeToString, method.response.FromString)
-        with pytest.raises(grpc.RpcError) as raised:
-            call(json_format.ParseDict(body, method.request()), timeout=5)
-    reply = post(pair.synod.endpoint, path, body)
-    assert (reply.status, reply.json["code"], reply.json["message"]) == (
-        501,
-        raised.value.code().value[0],
-        raised.value.details(),
-    )
-
-
-@pytest.mark.xfail(strict=True, reason="synod has no Auth service yet (docs/compatibility.md)")
-@pytest.mark.parametrize(("path", "body"), AUTH_CALLS[:2], ids=[p for p, _ in AUTH_CALLS[:2]])
-def test_auth_paths_as_etcds(pair: Pair, path: str, body: dict[str, Any]) -> None:
-    pair.same(path, body)

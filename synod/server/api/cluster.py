@@ -33,7 +33,7 @@ class ClusterService:
         }
 
     async def hash_kv(self, request: pb.HashKVRequest) -> pb.HashKVResponse:
-        await self._server.check_admin()
+        await self._server.check_admin(auth_words=True)
         h, current, compact = self._server.hash_kv(request.revision)
         resp = pb.HashKVResponse(hash=h, compact_revision=compact)
         self._header.fill(resp.header)

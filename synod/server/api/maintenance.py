@@ -55,11 +55,11 @@ class MaintenanceService:
         return pb.AlarmResponse()
 
     async def defragment(self, request: pb.DefragmentRequest) -> pb.DefragmentResponse:
-        await self._server.check_admin()
+        await self._server.check_admin(auth_words=True)
         return pb.DefragmentResponse()
 
     async def hash(self, request: pb.HashRequest) -> pb.HashResponse:
-        await self._server.check_admin()
+        await self._server.check_admin(auth_words=True)
         data = await self._server.backend_copy()
         resp = pb.HashResponse(hash=crc32c.crc32c(data))
         self._header.fill(resp.header)
@@ -68,7 +68,7 @@ class MaintenanceService:
     async def snapshot(self, requests: AsyncIterator[bytes], write: StreamWrite) -> None:
         async for _ in requests:
             break
-        await self._server.check_admin()
+        await self._server.check_admin(auth_words=True)
         data = await self._server.backend_copy()
         for start in range(0, len(data), SNAPSHOT_CHUNK):
             blob = data[start : start + SNAPSHOT_CHUNK]
