@@ -222,19 +222,28 @@ class _Value:
 _WHITESPACE = " \t\r\n"
 
 
+def _split_value(text: str) -> tuple[object, str] | None:
+    """The first JSON value of ``text`` (no leading whitespace) and what follows it; None if the
+    value is cut short. Raises gojson.SyntaxError_ (with Go's words) for one that is not JSON."""
+    try:
+        end = gojson.value_end(text)
+    except gojson.Truncated:
+        return None
+    return jsonpb.loads(text[:end]), text[end:]
+
+
 def _first_request(request_type: type[Message], body: bytes) -> bytes:
     """The body's first JSON value as a request (json.Decoder.Decode then jsonpb, as grpc-gateway)."""
-    text = body.decode("utf-8", "replace")
-    start = len(text) - len(text.lstrip(_WHITESPACE))
-    if start == len(text):
+    text = body.decode("utf-8", "replace").lstrip(_WHITESPACE)
+    if not text:
         return b""  # no value: io.EOF, which grpc-gateway lets through as the empty request
     try:
-        end = gojson.value_end(text, start)
-    except gojson.Truncated:
-        raise jsonpb.invalid_argument("unexpected EOF") from None
+        found = _split_value(text)
     except gojson.SyntaxError_ as e:
         raise jsonpb.invalid_argument(e.message) from None
-    return jsonpb.parse_request(request_type, jsonpb.loads(text[start:end]))
+    if found is None:
+        raise jsonpb.invalid_argument("unexpected EOF")
+    return jsonpb.parse_request(request_type, found[0])
 
 
 async def _json_values(chunks: AsyncIterator[bytes]) -> AsyncIterator[_Value | Exception]:
@@ -246,18 +255,17 @@ async def _json_values(chunks: AsyncIterator[bytes]) -> AsyncIterator[_Value | E
         text = text.lstrip(_WHITESPACE)
         if text:
             try:
-                end = gojson.value_end(text)
-            except gojson.Truncated:
-                if ended:
-                    yield ValueError("unexpected EOF")
-                    return
+                found = _split_value(text)
             except gojson.SyntaxError_ as e:
                 yield e
                 return
-            else:
-                value, text = jsonpb.loads(text[:end]), text[end:]
+            if found is not None:
+                value, text = found
                 yield _Value(value)
                 continue
+            if ended:
+                yield ValueError("unexpected EOF")
+                return
         if ended:
             return
         chunk = await anext(chunks, None)
