@@ -34,6 +34,8 @@ from synod.rpctypes import ErrorCode, RPCError
 ROOT = "root"  # the user and the role that may do everything
 _ENABLED_KEY = b"authEnabled"
 _REVISION_KEY = b"authRevision"
+# synod's own: per user, the auth revision at which what the user may do last changed.
+_USER_REVISION = b"synod/userRevision/"
 _U64 = struct.Struct(">Q")
 # The revision internal requests carry (the member itself acting as root): never old.
 SERVER_REVISION = 2**64 - 1
@@ -75,6 +77,12 @@ class AuthStore:
             self._bump()  # etcd starts its auth store at revision 1
         self._perms: dict[str, RangePermissions] = {}
         self._refresh()
+        found = {
+            k[len(_USER_REVISION) :].decode(): _U64.unpack(v)[0]
+            for k, v in backend.items(bk.AUTH, _USER_REVISION, _USER_REVISION[:-1] + b"0")
+        }
+        # A user with no record (a store from before the records) counts as changed now.
+        self._user_revision: dict[str, int] = {name: found.get(name, self.revision) for name in self.users}
 
     # -- state ------------------------------------------------------------------
 
@@ -98,9 +106,26 @@ class AuthStore:
         self.roles[role.name.decode()] = role
         self._backend.put(bk.AUTH_ROLES, role.name, role.SerializeToString())
 
-    def _changed(self) -> None:
+    def _changed(self, *users: str) -> None:
+        """A change of what ``users`` may do (or are): tokens they hold from before it are stale."""
         self._bump()
         self._refresh()
+        for name in users:
+            key = _USER_REVISION + name.encode()
+            if name in self.users:
+                self._user_revision[name] = self.revision
+                self._backend.put(bk.AUTH, key, _U64.pack(self.revision))
+            else:
+                self._user_revision.pop(name, None)
+                self._backend.delete(bk.AUTH, key)
+
+    def is_stale(self, info: AuthInfo) -> bool:
+        """Whether what the token's user may do changed after it was issued.
+
+        etcd 3.4 calls every token from before any auth change stale; synod only those
+        of the users the change concerns (docs/compatibility.md).
+        """
+        return info.revision < self._user_revision.get(info.username, self.revision)
 
     def _user(self, name: str) -> User:
         user = self.users.get(name)
@@ -131,7 +156,7 @@ class AuthStore:
         if not self.enabled:
             return
         self._backend.put(bk.AUTH, _ENABLED_KEY, b"\x00")
-        self._bump()
+        self._changed(*self.users)
         self.enabled = False
 
     def password_hash(self, name: str) -> tuple[bytes, int]:
@@ -163,7 +188,7 @@ class AuthStore:
         options = UserAddOptions(no_password=r.options.no_password)
         hashed = b"" if options.no_password else base64.b64decode(r.hashedPassword)
         self._put_user(User(name=r.name.encode(), password=hashed, options=options))
-        self._changed()
+        self._changed(r.name)
 
     def user_delete(self, r: pb.AuthUserDeleteRequest) -> None:
         if self.enabled and r.name == ROOT:
@@ -171,7 +196,7 @@ class AuthStore:
         self._user(r.name)
         del self.users[r.name]
         self._backend.delete(bk.AUTH_USERS, r.name.encode())
-        self._changed()
+        self._changed(r.name)
 
     def user_change_password(self, r: pb.AuthUserChangePasswordRequest) -> None:
         user = self._user(r.name)
@@ -179,7 +204,7 @@ class AuthStore:
         updated.CopyFrom(user)
         updated.password = base64.b64decode(r.hashedPassword)
         self._put_user(updated)
-        self._changed()
+        self._changed(r.name)
 
     def user_grant_role(self, r: pb.AuthUserGrantRoleRequest) -> None:
         user = self._user(r.user)
@@ -194,7 +219,7 @@ class AuthStore:
         del updated.roles[:]
         updated.roles.extend(roles)
         self._put_user(updated)
-        self._changed()
+        self._changed(r.user)
 
     def user_revoke_role(self, r: pb.AuthUserRevokeRoleRequest) -> None:
         if self.enabled and r.name == ROOT and r.role == ROOT:
@@ -203,7 +228,7 @@ class AuthStore:
         if r.role not in user.roles:
             raise RPCError(rpctypes.ROLE_NOT_GRANTED)
         self._put_user(_without_role(user, r.role))
-        self._changed()
+        self._changed(r.name)
 
     def user_get(self, r: pb.AuthUserGetRequest) -> pb.AuthUserGetResponse:
         return pb.AuthUserGetResponse(roles=self._user(r.name).roles)
@@ -227,10 +252,10 @@ class AuthStore:
         self._role(r.role)
         del self.roles[r.role]
         self._backend.delete(bk.AUTH_ROLES, r.role.encode())
-        for user in list(self.users.values()):
-            if r.role in user.roles:
-                self._put_user(_without_role(user, r.role))
-        self._changed()
+        holders = self._holders(r.role)
+        for name in holders:
+            self._put_user(_without_role(self.users[name], r.role))
+        self._changed(*holders)
 
     def role_get(self, r: pb.AuthRoleGetRequest) -> pb.AuthRoleGetResponse:
         return pb.AuthRoleGetResponse(perm=self._role(r.role).keyPermission)
@@ -249,7 +274,7 @@ class AuthStore:
             perms.append(_copy(r.perm))
             perms.sort(key=lambda p: p.key)  # stable, as Go's sort is on lists this small
         self._put_role(Role(name=role.name, keyPermission=perms))
-        self._changed()
+        self._changed(*self._holders(r.name))
 
     def role_revoke_permission(self, r: pb.AuthRoleRevokePermissionRequest) -> None:
         role = self._role(r.role)
@@ -257,7 +282,10 @@ class AuthStore:
         if len(kept) == len(role.keyPermission):
             raise RPCError(rpctypes.PERMISSION_NOT_GRANTED)
         self._put_role(Role(name=role.name, keyPermission=kept))
-        self._changed()
+        self._changed(*self._holders(r.role))
+
+    def _holders(self, role: str) -> list[str]:
+        return [name for name, user in self.users.items() if role in user.roles]
 
     def has_role(self, username: str, role: str) -> bool:
         user = self.users.get(username)
@@ -287,7 +315,7 @@ class AuthStore:
             return
         if info.revision == 0:
             raise RPCError(rpctypes.USER_EMPTY)
-        if info.revision < self.revision:
+        if self.is_stale(info):
             raise RPCError(rpctypes.AUTH_OLD_REVISION)
         user = self.users.get(info.username)
         if user is None:

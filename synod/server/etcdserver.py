@@ -927,7 +927,7 @@ class EtcdServer:
 
     def _check_still_current(self, info: AuthInfo) -> None:
         """A read served while the auth state changed may have used permissions no longer held."""
-        if info.revision and info.revision != self.auth.revision:
+        if info.revision and self.auth.is_stale(info):
             raise RPCError(rpctypes.AUTH_OLD_REVISION)
 
     async def check_admin(self, *, auth_words: bool = False) -> None:
