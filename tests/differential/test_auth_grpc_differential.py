@@ -12,14 +12,13 @@ from pathlib import Path
 
 import grpc
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from synod.api.authpb import auth_pb2 as apb
 from synod.api.etcdserverpb import rpc_pb2 as pb
 from synod.api.etcdserverpb import rpc_pb2_grpc
 from synod.api.v3lockpb import v3lock_pb2 as lpb
 from synod.api.v3lockpb import v3lock_pb2_grpc
+from tests.support.keys import rsa_pem_pair
 from tests.support.servers import ServerProcess
 
 FAST = ["--bcrypt-cost", "4"]
@@ -166,22 +165,6 @@ def stricter_scenario(side: Side, nested: pb.TxnRequest, prev_kv: pb.TxnRequest)
     return got_nested, got_prev, from_key.canceled
 
 
-def _rsa(tmp_path: Path) -> tuple[Path, Path]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    priv, pub = tmp_path / "jwt.key", tmp_path / "jwt.pub"
-    priv.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    pub.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return priv, pub
-
-
 def jwt_scenario(server: ServerProcess) -> tuple[list[object], object]:
     """What the JWTs get, and (apart) a put with bob's JWT after a change that concerns him not."""
     server.start()
@@ -210,7 +193,7 @@ def jwt_scenario(server: ServerProcess) -> tuple[list[object], object]:
 def test_jwt_tokens(tmp_path: Path) -> None:
     """etcd 3.4 makes every JWT stale at any auth change (etcd-io/etcd#13300); synod only those of
     the users the change concerns (docs/compatibility.md)."""
-    priv, pub = _rsa(tmp_path)
+    priv, pub, _ = rsa_pem_pair(tmp_path, "jwt")
     spec = f"jwt,pub-key={pub},priv-key={priv},sign-method=RS256,ttl=5m"
     synod, etcd = (ServerProcess(k, tmp_path / k, extra_args=[*FAST, "--auth-token", spec]) for k in KINDS)
     (ours, our_unrelated), (theirs, their_unrelated) = jwt_scenario(synod), jwt_scenario(etcd)

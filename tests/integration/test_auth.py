@@ -14,8 +14,6 @@ from pathlib import Path
 import grpc
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from synod import AsyncClient
 from synod.api.authpb import auth_pb2 as apb
@@ -25,6 +23,7 @@ from synod.api.v3lockpb import v3lock_pb2 as lpb
 from synod.api.v3lockpb import v3lock_pb2_grpc
 from synod.client.errors import EtcdError
 from tests.support.http_json import post
+from tests.support.keys import rsa_pem_pair
 from tests.support.servers import ClusterProcesses, ServerProcess, wait_until
 
 FAST = ("--bcrypt-cost", "4")
@@ -103,26 +102,10 @@ def test_auth_state_survives_a_restart_and_simple_tokens_do_not(
     assert list(s.auth.UserList(pb.AuthUserListRequest(), metadata=root).users) == ["reader", "root"]
 
 
-def _rsa_pems(tmp_path: Path, name: str) -> tuple[Path, Path, rsa.RSAPrivateKey]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    priv, pub = tmp_path / f"{name}.key", tmp_path / f"{name}.pub"
-    priv.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    pub.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return priv, pub, key
-
-
 def test_jwt_tokens_are_signed_and_outlive_a_restart(
     tmp_path: Path, start_server: Callable[..., ServerProcess], stubs: Callable[[ServerProcess], Stubs]
 ) -> None:
-    priv, pub, key = _rsa_pems(tmp_path, "jwt")
+    priv, pub, key = rsa_pem_pair(tmp_path, "jwt")
     spec = f"jwt,pub-key={pub},priv-key={priv},sign-method=RS256,ttl=10m"
     server = start_server("synod", *FAST, "--auth-token", spec)
     s = stubs(server)
@@ -134,12 +117,8 @@ def test_jwt_tokens_are_signed_and_outlive_a_restart(
     server.start()
     # A JWT is checked by its signature, so the member needs no memory of it.
     assert s.kv.Range(pb.RangeRequest(key=b"k"), metadata=root).count == 1
-    other, _, _ = _rsa_pems(tmp_path, "other")
-    forged = jwt.encode(
-        {**claims, "username": "root"},
-        serialization.load_pem_private_key(other.read_bytes(), None),  # type: ignore[arg-type]
-        algorithm="RS256",
-    )
+    _, _, other = rsa_pem_pair(tmp_path, "other")
+    forged = jwt.encode(claims, other, algorithm="RS256")  # signed with a key the member doesn't know
     assert code_of(lambda: s.kv.Range(pb.RangeRequest(key=b"k"), metadata=(("token", forged),))) == (
         INVALID_TOKEN
     )

@@ -7,7 +7,6 @@ import random
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from synod.auth.store import AuthInfo
@@ -18,6 +17,7 @@ from synod.auth.tokens import (
     token_provider,
 )
 from synod.rpctypes import RPCError
+from tests.support.keys import write_pem_pair
 
 
 class Clock:
@@ -56,24 +56,8 @@ def test_simple_tokens_die_with_their_user_and_with_auth() -> None:
     assert simple_token_index("no-dot") is None and simple_token_index("a.b") is None
 
 
-def _ec_keys(tmp_path: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    priv, pub = tmp_path / "k.pem", tmp_path / "k.pub"
-    priv.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    pub.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return priv, pub
-
-
 def test_jwt_claims_expiry_and_verify_only_members(tmp_path: Path) -> None:
-    priv, pub = _ec_keys(tmp_path)
+    priv, pub = write_pem_pair(ec.generate_private_key(ec.SECP256R1()), tmp_path, "k")
     wall = Clock()
     signer = token_provider(f"jwt,priv-key={priv},sign-method=ES256,ttl=1m", ttl=0, clock=Clock(), now=wall)
     verifier = token_provider(f"jwt,pub-key={pub},sign-method=ES256", ttl=0, clock=Clock(), now=wall)
