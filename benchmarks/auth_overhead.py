@@ -26,7 +26,7 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.compare import BENCHMARKS, run_benchmark, tool_command
+from benchmarks.compare import BENCHMARKS, put_rates, tool_command
 from synod.api.etcdserverpb import rpc_pb2 as pb
 from synod.api.etcdserverpb import rpc_pb2_grpc
 from tests.support.servers import ServerProcess
@@ -59,23 +59,15 @@ def main() -> None:
             ),
             "synod, auth on": ServerProcess("synod", root / "on", extra_args=["--log-level", "warn", *fast]),
         }
-        rates: dict[str, list[float]] = {name: [] for name in servers}
         try:
             for name, s in servers.items():
                 s.start()
                 if name.endswith("auth on"):
                     enable_auth(s.endpoint)
-            names = list(servers)
-            for r in range(args.rounds):
-                for name in names[r % len(names) :] + names[: r % len(names)]:
-                    server = servers[name]
-                    user = [f"--user=root:{PASSWORD}"] if name.endswith("auth on") else []
-                    rate, p99, _ = run_benchmark(tool, server.endpoint, [*user, *flags])
-                    rates[name].append(rate)
-                    print(
-                        f"round {r + 1} {name:16s} {rate:10.1f} puts/s  p99 {p99 * 1e3:7.2f} ms",
-                        file=sys.stderr,
-                    )
+            user = [f"--user=root:{PASSWORD}"]
+            rates = put_rates(
+                tool, flags, servers, args.rounds, {n: user for n in servers if n.endswith("auth on")}
+            )
         finally:
             for s in servers.values():
                 s.kill()

@@ -26,7 +26,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -82,6 +84,26 @@ def run_benchmark(tool: list[str], endpoint: str, args: list[str]) -> tuple[floa
     if rate is None or p99 is None:
         raise RuntimeError(f"no Requests/sec or 99% latency in the output:\n{out}")
     return float(rate.group(1)), float(p99.group(1)), out
+
+
+def rotating_rounds(names: list[str], rounds: int) -> Iterator[tuple[int, str]]:
+    """(round, name) for every name in every round; the order turns each round, so that no
+    server always runs right after the same one (the machine's state drifts)."""
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            yield r, name
+
+
+def put_rates(
+    tool: list[str], flags: list[str], servers: dict[str, Any], rounds: int, extra: dict[str, list[str]]
+) -> dict[str, list[float]]:
+    """Puts/s of each (started) server in every round; ``extra``: flags for some servers only."""
+    rates: dict[str, list[float]] = {name: [] for name in servers}
+    for r, name in rotating_rounds(list(servers), rounds):
+        rate, p99, _ = run_benchmark(tool, servers[name].endpoint, [*extra.get(name, []), *flags])
+        rates[name].append(rate)
+        print(f"round {r + 1} {name:20s} {rate:10.1f} puts/s  p99 {p99 * 1e3:7.2f} ms", file=sys.stderr)
+    return rates
 
 
 def cpu_seconds(pid: int) -> float:

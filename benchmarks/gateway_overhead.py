@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.compare import BENCHMARKS, run_benchmark, tool_command
+from benchmarks.compare import BENCHMARKS, put_rates, tool_command
 from tests.support.servers import ServerProcess
 
 
@@ -41,21 +41,10 @@ def main() -> None:
                 "synod", root / "off", extra_args=["--log-level", "warn", "--enable-grpc-gateway", "false"]
             ),
         }
-        rates: dict[str, list[float]] = {name: [] for name in servers}
         try:
             for s in servers.values():
                 s.start()
-            names = list(servers)
-            for r in range(args.rounds):
-                # The order turns every round, so that no server always follows the same one.
-                for name in names[r % len(names) :] + names[: r % len(names)]:
-                    server = servers[name]
-                    rate, p99, _ = run_benchmark(tool, server.endpoint, flags)
-                    rates[name].append(rate)
-                    print(
-                        f"round {r + 1} {name:20s} {rate:10.1f} puts/s  p99 {p99 * 1e3:7.2f} ms",
-                        file=sys.stderr,
-                    )
+            rates = put_rates(tool, flags, servers, args.rounds, {})
         finally:
             for s in servers.values():
                 s.kill()
