@@ -930,6 +930,15 @@ class EtcdServer:
         if info.revision and self.auth.is_stale(info):
             raise RPCError(rpctypes.AUTH_OLD_REVISION)
 
+    async def check_token(self) -> None:
+        """For a call etcd logs but synod answers without the log (Alarm): a token that is not
+        valid is refused as etcd's proposal refuses it, in the auth store's words."""
+        if CALLER_TOKEN.get() is not None:
+            try:
+                await self.auth_info()
+            except RPCError as e:
+                raise RPCError(ErrorCode(StatusCode.UNKNOWN, _AUTH_WORDS.get(e.error, e.message))) from None
+
     async def check_admin(self, *, auth_words: bool = False) -> None:
         """Maintenance and membership calls need the root role once auth is enabled.
 

@@ -48,6 +48,7 @@ class MaintenanceService:
         return {"/etcdserverpb.Maintenance/Snapshot": self.snapshot}
 
     async def alarm(self, request: pb.AlarmRequest) -> pb.AlarmResponse:
+        await self._server.check_token()
         if request.action == pb.AlarmRequest.ACTIVATE:
             raise RPCError(
                 ErrorCode(StatusCode.UNIMPLEMENTED, "synod: raising alarms is not implemented yet")
