@@ -293,6 +293,21 @@ class WatchPair:
             s.close()
 
 
+def call_one(
+    side: Side, method: str, request: Request, who: str | As | None = None, *, timeout: float = RPC_TIMEOUT
+) -> str:
+    """``method`` ("Auth.UserAdd") on one side: its answer, normalised."""
+    service, name = method.split(".")
+    now = time.time()
+    try:
+        resp = getattr(side.stubs[service], name)(
+            side.request(request), metadata=side.metadata(as_(who)), timeout=timeout
+        )
+    except grpc.RpcError as e:
+        return error_text(e)
+    return normalise(side, resp, now)
+
+
 # -- the pair ---------------------------------------------------------------------------------------------
 
 
@@ -323,7 +338,10 @@ class Pair:
     ) -> None:
         self.steps += 1
         if TRACE:
-            print(f"[step {self.steps}] {what}\n    {self.ref.label}: {ref}\n    {self.other.label}: {other}")
+            print(
+                f"[step {self.steps} at {time.monotonic():.2f}] {what}\n"
+                f"    {self.ref.label}: {ref}\n    {self.other.label}: {other}"
+            )
         if ref != other and not (close is not None and close(ref, other)):
             self.divergences.append(Divergence(self.steps, what, ref, other))
 
@@ -337,20 +355,9 @@ class Pair:
         ttl: bool = False,
     ) -> str:
         """``method`` ("Auth.UserAdd") on both sides; returns the reference's answer, normalised."""
-        service, name = method.split(".")
         w = as_(who)
-        answers = []
-        shown = ""
-        for side in self.sides:
-            req = side.request(request)
-            shown = shown or show(req)
-            now = time.time()
-            try:
-                resp = getattr(side.stubs[service], name)(req, metadata=side.metadata(w), timeout=timeout)
-            except grpc.RpcError as e:
-                answers.append(error_text(e))
-            else:
-                answers.append(normalise(side, resp, now))
+        answers = [call_one(side, method, request, w, timeout=timeout) for side in self.sides]
+        shown = show(self.ref.request(request))
         self.record(f"{method} {shown} {w.show()}", answers[0], answers[1], ttls_close if ttl else None)
         return answers[0]
 
