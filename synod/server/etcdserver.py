@@ -26,7 +26,7 @@ import shutil
 import struct
 import time
 from collections.abc import Callable, Coroutine, Iterator
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import grpc
@@ -79,6 +79,7 @@ from synod.server.wait import AppliedWait, Wait
 from synod.wal.wal import WAL, Entry, HardState, RaftSnapshotMark, ReadResult, WALCorrupt
 
 log = logging.getLogger("synod.server")
+T = TypeVar("T")
 
 # etcd's auth store errors in their own words (what its Maintenance service answers with).
 _AUTH_WORDS = {
@@ -87,6 +88,12 @@ _AUTH_WORDS = {
     rpctypes.PERMISSION_DENIED: "auth: permission denied",
     rpctypes.INVALID_AUTH_TOKEN: "auth: invalid auth token",
 }
+
+
+def _in_auth_words(e: RPCError) -> RPCError:
+    """An auth refusal as etcd answers it where it passes its auth store's error on unmapped."""
+    return RPCError(ErrorCode(StatusCode.UNKNOWN, _AUTH_WORDS.get(e.error, e.message)))
+
 
 _IDENTITY = struct.Struct(">QQ")  # WAL metadata: member ID, cluster ID (then b"raft" for a Raft member)
 _RAFT_MODE = b"raft"
@@ -851,12 +858,9 @@ class EtcdServer:
             self.refuse_on_learner()
             await self._linearizable_read()
         if self.auth.enabled or CALLER_TOKEN.get() is not None:
-            info = await self.auth_info() or NOBODY
-            self.auth.check_range(info, r.key, r.range_end)
-            with mvcc_errors():
-                resp = self.applier.range(r)
-            self._check_still_current(info)
-            return resp
+            return await self._authorized_read(
+                lambda info: self.auth.check_range(info, r.key, r.range_end), lambda: self.applier.range(r)
+            )
         with mvcc_errors():
             return self.applier.range(r)
 
@@ -873,12 +877,9 @@ class EtcdServer:
             if not is_txn_serializable(r):
                 await self._linearizable_read()
             if self.auth.enabled or CALLER_TOKEN.get() is not None:
-                info = await self.auth_info() or NOBODY
-                self.auth_applier.check_txn(info, r)
-                with mvcc_errors():
-                    read = self.applier.txn(r)
-                self._check_still_current(info)
-                return read
+                return await self._authorized_read(
+                    lambda info: self.auth_applier.check_txn(info, r), lambda: self.applier.txn(r)
+                )
             with mvcc_errors():
                 return self.applier.txn(r)
         resp: pb.TxnResponse = await self._propose(InternalRaftRequest(txn=r))
@@ -925,10 +926,16 @@ class EtcdServer:
             raise RPCError(rpctypes.INVALID_AUTH_TOKEN)
         return info
 
-    def _check_still_current(self, info: AuthInfo) -> None:
-        """A read served while the auth state changed may have used permissions no longer held."""
+    async def _authorized_read(self, check: Callable[[AuthInfo], None], read: Callable[[], T]) -> T:
+        """etcd's doSerialize: a read the caller's permissions allow, refused afterwards if they
+        changed while it was served (it may have used permissions no longer held)."""
+        info = await self.auth_info() or NOBODY
+        check(info)
+        with mvcc_errors():
+            result = read()
         if info.revision and self.auth.is_stale(info):
             raise RPCError(rpctypes.AUTH_OLD_REVISION)
+        return result
 
     async def check_token(self) -> None:
         """For a call etcd logs but synod answers without the log (Alarm): a token that is not
@@ -937,7 +944,7 @@ class EtcdServer:
             try:
                 await self.auth_info()
             except RPCError as e:
-                raise RPCError(ErrorCode(StatusCode.UNKNOWN, _AUTH_WORDS.get(e.error, e.message))) from None
+                raise _in_auth_words(e) from None
 
     async def check_admin(self, *, auth_words: bool = False) -> None:
         """Maintenance and membership calls need the root role once auth is enabled.
@@ -949,10 +956,9 @@ class EtcdServer:
             try:
                 self.auth.check_admin(await self.auth_info())
             except RPCError as e:
-                raw = _AUTH_WORDS.get(e.error) if auth_words else None
-                if raw is None:
+                if not auth_words:
                     raise
-                raise RPCError(ErrorCode(StatusCode.UNKNOWN, raw)) from None
+                raise _in_auth_words(e) from None
 
     async def watch_denied(self, key: bytes, range_end: bytes) -> str:
         """etcd's cancel reason for a watch the caller may not make ("" if it may).
